@@ -1,0 +1,140 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trocr_lail.configs import DataArguments
+from trocr_lail.data.augment import Augment
+from trocr_lail.data.collator import LineCollator
+from trocr_lail.data.corpus import load_lines, strip_gutenberg_boilerplate, text_lines
+from trocr_lail.data.fonts import TEST_FONTS, TRAIN_FONTS, VALIDATION_FONTS, font_files
+from trocr_lail.data.sources import load_splits
+from trocr_lail.data.synthetic import _split_lines, generate
+
+
+def test_corpus_is_real_english_in_line_sized_chunks():
+    lines = load_lines()
+    assert len(lines) > 5000
+    assert all(12 <= len(line) <= 48 for line in lines)
+    words = " ".join(lines).lower().split()
+    for common in ("the", "and", "was", "that"):  # real prose, not lorem ipsum
+        assert words.count(common) > 200
+    assert not any("gutenberg" in line.lower() for line in lines[20:])  # licence boilerplate removed
+
+
+def test_text_lines_breaks_only_at_spaces():
+    lines = text_lines("one two three four five six seven eight nine ten", min_chars=5, max_chars=12)
+    assert " ".join(lines) == "one two three four five six seven eight nine ten"
+    assert all(len(line) <= 12 for line in lines)
+
+
+def test_strip_boilerplate():
+    text = "header\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\nbody\n*** END OF THIS PROJECT GUTENBERG EBOOK X"
+    assert strip_gutenberg_boilerplate(text).strip() == "body"
+
+
+def test_font_split_is_disjoint_and_installed():
+    assert not set(TRAIN_FONTS) & set(TEST_FONTS)
+    assert not set(TRAIN_FONTS) & set(VALIDATION_FONTS)
+    assert not set(VALIDATION_FONTS) & set(TEST_FONTS)
+    for name in TRAIN_FONTS + VALIDATION_FONTS + TEST_FONTS:
+        assert font_files(name)
+
+
+def test_synthetic_text_splits_are_disjoint():
+    lines = list(range(100))
+    train, val, test = (set(_split_lines(lines, s)) for s in ("train", "validation", "test"))
+    assert not (train & val or train & test or val & test)
+    assert len(train | val | test) == 100
+
+
+def test_synthetic_is_deterministic_by_seed_and_uses_only_split_fonts():
+    first = list(generate("test", 6, seed=3))
+    again = list(generate("test", 6, seed=3))
+    other = list(generate("test", 6, seed=4))
+    assert [r["text"] for r in first] == [r["text"] for r in again]
+    assert all(np.array_equal(np.asarray(a["image"]), np.asarray(b["image"])) for a, b in zip(first, again))
+    assert [r["text"] for r in first] != [r["text"] for r in other]
+    assert {r["font"] for r in first} <= set(TEST_FONTS)
+    assert all(r["image"].mode == "RGB" and r["image"].height > 20 for r in first)
+
+
+def test_synthetic_source_has_all_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    args = DataArguments(synthetic=True, synthetic_train_samples=8, synthetic_eval_samples=4)
+    splits = load_splits(args)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 8, "validation": 4, "test": 4}
+    assert isinstance(splits["test"][0]["image"], Image.Image)
+
+
+def make_folder(root, rows, fmt="jsonl"):
+    root.mkdir(parents=True)
+    for row in rows:
+        Image.new("RGB", (40, 12), "white").save(root / row["file_name"])
+    if fmt == "jsonl":
+        (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (root / "metadata.csv").write_text("file_name,text\n" + "".join(f"{r['file_name']},{r['text']}\n"
+                                                                          for r in rows))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_local_folder_source(tmp_path, fmt):
+    for split in ("train", "test"):
+        make_folder(tmp_path / split, [{"file_name": f"{split}{i}.png", "text": f"line {i}"} for i in range(3)], fmt)
+    splits = load_splits(DataArguments(data_dir=str(tmp_path), validation_split=None))
+    assert splits["train"]["text"] == ["line 0", "line 1", "line 2"]
+    assert splits["test"][1]["image"].size == (40, 12)
+
+
+def test_local_folder_missing_image_names_the_row(tmp_path):
+    make_folder(tmp_path / "train", [{"file_name": "a.png", "text": "x"}])
+    with (tmp_path / "train" / "metadata.jsonl").open("a") as handle:
+        handle.write(json.dumps({"file_name": "gone.png", "text": "y"}) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"row 2: .*gone\.png"):
+        load_splits(DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None))
+
+
+def test_local_folder_missing_column_names_file_and_row(tmp_path):
+    make_folder(tmp_path / "train", [{"file_name": "a.png", "text": "x"}])
+    (tmp_path / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "txt": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"metadata.jsonl, row 1: missing \['text'\]"):
+        load_splits(DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None))
+
+
+def test_exactly_one_source():
+    with pytest.raises(ValueError, match="exactly one data source"):
+        load_splits(DataArguments(synthetic=True, data_dir="x"))
+
+
+def test_collator_pads_labels_with_ignore_index_and_ends_with_eos(tiny_processor):
+    tok = tiny_processor.tokenizer
+    collate = LineCollator(tiny_processor, max_target_length=8)
+    images = [Image.new("L", (50, 10), 255), Image.new("RGBA", (30, 20))]
+    batch = collate([{"image": images[0], "text": "ab"}, {"image": images[1], "text": "abcd"}])
+    assert batch["pixel_values"].shape == (2, 3, 16, 64)
+    expected_first = tok("ab", add_special_tokens=False).input_ids + [tok.eos_token_id, -100, -100]
+    assert batch["labels"][0].tolist() == expected_first
+    assert batch["labels"][1, -1].item() == tok.eos_token_id
+    assert tok.bos_token_id not in batch["labels"].tolist()[0]  # the model adds the start token itself
+    assert collate.num_truncated == 0
+
+
+def test_collator_truncates_and_counts(tiny_processor):
+    collate = LineCollator(tiny_processor, max_target_length=4)
+    batch = collate([{"image": Image.new("RGB", (10, 10)), "text": "abcdefgh"}] * 3)
+    assert batch["labels"].shape == (3, 4)
+    assert (batch["labels"][:, -1] == tiny_processor.tokenizer.eos_token_id).all()
+    assert collate.num_truncated == 3
+
+
+def test_augment_changes_pixels_but_not_text():
+    torch.manual_seed(0)  # Augment seeds itself from torch, as dataloader workers do
+    image = next(generate("train", 1, seed=0))["image"]
+    batch = Augment()({"image": [image] * 12, "text": ["t"] * 12})
+    changed = [np.asarray(out).shape != np.asarray(image).shape or not np.array_equal(out, image)
+               for out in batch["image"]]
+    assert 6 <= sum(changed) < 12  # one of six options is "leave it", the rest alter the image
+    assert batch["text"] == ["t"] * 12

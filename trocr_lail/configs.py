@@ -1,0 +1,81 @@
+"""Run configuration: model, data and training arguments, in the style of trl's ``*_config.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import Seq2SeqTrainingArguments
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="tiny",
+        metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, or 'tiny' to build a small "
+                          "TrOCR-shaped model from config with a character tokenizer (offline, CPU-friendly)."},
+    )
+    processor_name_or_path: str | None = field(
+        default=None, metadata={"help": "Processor to load if it differs from model_name_or_path."})
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) to load."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modeling code from the Hub. Off: it runs arbitrary code."})
+    max_target_length: int = field(
+        default=128, metadata={"help": "Transcriptions longer than this many tokens (EOS included) are truncated, "
+                                       "and counted in a warning."})
+    tiny_image_height: int = field(default=32, metadata={"help": "tiny model: input height in pixels."})
+    tiny_image_width: int = field(default=384, metadata={"help": "tiny model: input width in pixels."})
+    tiny_patch_size: list[int] = field(
+        default_factory=lambda: [8, 8], metadata={"help": "tiny model: ViT patch [height, width]."})
+    tiny_encoder_layers: int = field(default=4, metadata={"help": "tiny model: ViT encoder layers."})
+    tiny_encoder_dim: int = field(default=128, metadata={"help": "tiny model: ViT hidden size."})
+    tiny_decoder_layers: int = field(default=2, metadata={"help": "tiny model: TrOCR decoder layers."})
+    tiny_decoder_dim: int = field(default=128, metadata={"help": "tiny model: TrOCR decoder hidden size."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, e.g. Teklia/IAM-line. Mutually exclusive with data_dir "
+                                        "and synthetic."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Local folder with one sub-folder per split, each holding image files and "
+                                        "metadata.jsonl or metadata.csv with columns file_name and text."})
+    synthetic: bool = field(
+        default=False, metadata={"help": "Render synthetic handwriting lines (real English text, handwriting fonts, "
+                                         "font-level split: test fonts never seen in training)."})
+    synthetic_train_samples: int = field(default=20000, metadata={"help": "synthetic: training lines."})
+    synthetic_eval_samples: int = field(default=500, metadata={"help": "synthetic: validation and test lines each."})
+    synthetic_seed: int = field(default=0, metadata={"help": "synthetic: rendering seed (data is a pure function "
+                                                             "of it)."})
+    corpus_file: str | None = field(
+        default=None, metadata={"help": "synthetic: plain-text file to take lines from (default: Botchan, Project "
+                                        "Gutenberg #8868, from the sentencepiece sdist)."})
+    image_column: str = field(default="image", metadata={"help": "Column holding the line image."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the transcription."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_split: str | None = field(
+        default="validation", metadata={"help": "Split evaluated during training; null to skip."})
+    test_split: str | None = field(default="test", metadata={"help": "Split for the final test CER; null to skip."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test splits."})
+    augment: bool = field(
+        default=True, metadata={"help": "TrOCR-style augmentation (rotation, blur, dilation/erosion, scale jitter) "
+                                        "on the training split only."})
+
+
+@dataclass
+class TrainingArguments(Seq2SeqTrainingArguments):
+    """Seq2SeqTrainingArguments with defaults for text-line recognition and a few toolkit options."""
+
+    predict_with_generate: bool = field(
+        default=True, metadata={"help": "Evaluate by generating text, so eval/test CER is measured."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the collator needs the raw image and text columns."})
+    export: bool = field(
+        default=True, metadata={"help": "Write <output_dir>/export: a plain VisionEncoderDecoderModel with "
+                                        "processor and generation config, loadable by pipeline('image-to-text')."})
+    num_preview_predictions: int = field(
+        default=5, metadata={"help": "Test predictions printed next to the truth at the end."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improving metric_for_best_model."})

@@ -1,0 +1,49 @@
+"""Load (or build) the processor and VisionEncoderDecoder model a run starts from."""
+
+from __future__ import annotations
+
+from transformers import GenerationConfig, TrOCRProcessor, VisionEncoderDecoderModel
+
+from .configs import ModelArguments
+from .tiny import build_tiny_model, build_tiny_processor
+
+
+def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
+    if args.model_name_or_path == "tiny":
+        processor = build_tiny_processor(args.tiny_image_height, args.tiny_image_width)
+        model = build_tiny_model(
+            processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
+            decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
+            patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length,
+        )
+        if model_class is not VisionEncoderDecoderModel:
+            model = model_class(config=model.config, **model_kwargs)
+    else:
+        common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+        processor = TrOCRProcessor.from_pretrained(args.processor_name_or_path or args.model_name_or_path, **common)
+        model = model_class.from_pretrained(args.model_name_or_path, use_safetensors=True, **common,
+                                            **model_kwargs)
+    set_special_tokens(model, processor.tokenizer)
+    return processor, model
+
+
+def set_special_tokens(model, tokenizer) -> None:
+    """Make the ids the loss (label shifting) and ``generate`` need agree with the tokenizer."""
+    # transformers 5.x configs no longer carry generation ids as attributes; 4.57.x ones may hold None.
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(model.generation_config, "decoder_start_token_id", None)
+    if start is None:
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    model.config.decoder_start_token_id = start
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = eos
+    vocab = model.config.decoder.vocab_size
+    if len(tokenizer) > vocab:
+        raise ValueError(f"Tokenizer has {len(tokenizer)} tokens but the decoder only {vocab} embeddings.")
+    if model.generation_config is None:
+        model.generation_config = GenerationConfig()
+    model.generation_config.decoder_start_token_id = start
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = eos

@@ -1,0 +1,43 @@
+"""Corpus-level character and word error rates, as the TrOCR paper reports them: total edit operations over
+total reference characters (words), case and punctuation kept. Computed with jiwer, offline."""
+
+from __future__ import annotations
+
+import jiwer
+import numpy as np
+
+
+def _rate(output) -> float:
+    edits = output.substitutions + output.deletions + output.insertions
+    reference_length = output.substitutions + output.deletions + output.hits
+    if reference_length == 0:
+        return 0.0 if edits == 0 else float("inf")
+    return edits / reference_length
+
+
+def cer(references: list[str], predictions: list[str]) -> float:
+    return _rate(jiwer.process_characters(list(references), list(predictions)))
+
+
+def wer(references: list[str], predictions: list[str]) -> float:
+    return _rate(jiwer.process_words(list(references), list(predictions)))
+
+
+def line_cer(reference: str, prediction: str) -> float:
+    return cer([reference], [prediction])
+
+
+def decode(tokenizer, ids) -> list[str]:
+    ids = np.where(np.asarray(ids) < 0, tokenizer.pad_token_id, ids)  # -100 padding is not a token
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def build_compute_metrics(tokenizer):
+    """``compute_metrics`` for Seq2SeqTrainer with ``predict_with_generate``."""
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        predictions = decode(tokenizer, eval_prediction.predictions)
+        references = decode(tokenizer, eval_prediction.label_ids)
+        return {"cer": cer(references, predictions), "wer": wer(references, predictions)}
+
+    return compute_metrics

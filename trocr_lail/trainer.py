@@ -1,0 +1,62 @@
+"""Seq2SeqTrainer with an exactly normalised token loss.
+
+Trainer passes ``num_items_in_batch`` (target tokens in the whole optimizer step: all gradient-accumulation
+micro-batches, all processes) only to models that declare they use it. VisionEncoderDecoderModel accepts
+``**kwargs`` but ignores it, which silently mis-scales the loss. Here the loss is the token-summed cross-entropy
+divided by that count, so ``gradient_accumulation_steps=2, batch=b`` gives the same loss and gradients as
+``batch=2b``, also when line lengths differ between micro-batches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import Seq2SeqTrainer
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Sum of per-token CE over non-ignored labels, divided by ``num_items_in_batch`` (default: their count)."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                            reduction="sum", label_smoothing=label_smoothing)
+    count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
+class LineRecognitionTrainer(Seq2SeqTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # We consume num_items_in_batch in compute_loss, so Trainer must count tokens and not divide by the
+        # accumulation steps a second time.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
+        loss = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def s2s_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every process's tokens and DDP averages gradients: undo the average.
+            loss = loss * self.accelerator.num_processes
+        return loss
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Strict resume. Trainer loads a checkpoint's raw state dict non-strictly, but transformers 5.x saves some
+        architectures (ViT among them) under legacy key names that only ``from_pretrained`` converts back: the
+        encoder would silently restart from its initial weights. Reload through ``from_pretrained`` and refuse
+        any weight the checkpoint lacks (a LAIL connector, say)."""
+        target = self.accelerator.unwrap_model(model or self.model)
+        if not hasattr(target, "config") or hasattr(target, "peft_config"):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        reloaded, info = type(target).from_pretrained(resume_from_checkpoint, config=target.config,
+                                                      use_safetensors=True, output_loading_info=True)
+        if info["missing_keys"]:
+            missing = sorted(info["missing_keys"])
+            raise RuntimeError(f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} weights the model has "
+                               f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
+        target.load_state_dict(reloaded.state_dict(), strict=True)
+
+    def accumulation_steps(self) -> int:
+        return getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
