@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
     train_dataset = splits[data_args.train_split]
-    _warn_overlong(processor.tokenizer, train_dataset["text"], model_args.max_target_length)
+    _warn_overlong(processor.tokenizer, list(train_dataset["text"]), model_args.max_target_length)
     if data_args.augment:
         train_dataset = train_dataset.with_transform(Augment())
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model()
+    trainer.save_state()
     if trainer.data_collator.num_truncated:
         logger.warning("%d training targets were truncated to %d tokens.", trainer.data_collator.num_truncated,
                        model_args.max_target_length)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         if trainer.is_world_process_zero():
             print(f"\nTest CER {output.metrics['test_cer']:.2%}, WER {output.metrics['test_wer']:.2%} "
                   f"on {len(test)} lines of split '{data_args.test_split}'.")
-            _preview(test["text"], decode(processor.tokenizer, output.predictions),
+            _preview(list(test["text"]), decode(processor.tokenizer, output.predictions),
                      training_args.num_preview_predictions)
     if training_args.export and trainer.is_world_process_zero():
         path = export_model(trainer.model, processor, Path(training_args.output_dir) / "export",
