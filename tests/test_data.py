@@ -134,7 +134,18 @@ def test_augment_changes_pixels_but_not_text():
     torch.manual_seed(0)  # Augment seeds itself from torch, as dataloader workers do
     image = next(generate("train", 1, seed=0))["image"]
     batch = Augment()({"image": [image] * 12, "text": ["t"] * 12})
-    changed = [np.asarray(out).shape != np.asarray(image).shape or not np.array_equal(out, image)
-               for out in batch["image"]]
+    gray = np.asarray(image.convert("L"))
+    assert all(out.mode == "L" for out in batch["image"])
+    changed = [np.asarray(out).shape != gray.shape or not np.array_equal(out, gray) for out in batch["image"]]
     assert 6 <= sum(changed) < 12  # one of six options is "leave it", the rest alter the image
     assert batch["text"] == ["t"] * 12
+
+
+def test_fast_dilate_and_erode_match_pil_rank_filters():
+    from PIL import ImageFilter
+
+    from trocr_lail.data.augment import _dilate, _erode
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 50), dtype=np.uint8))
+    assert np.array_equal(np.asarray(_dilate(image, None)), np.asarray(image.filter(ImageFilter.MinFilter(3))))
+    assert np.array_equal(np.asarray(_erode(image, None)), np.asarray(image.filter(ImageFilter.MaxFilter(3))))

@@ -228,3 +228,14 @@ def test_resume_without_connectors_is_an_error(tmp_path, tiny_processor, llm_tok
     trainer, _, _ = lail_trainer(tmp_path / "lail", tiny_processor, llm_tokenizer, args_overrides={"max_steps": 2})
     with pytest.raises(RuntimeError, match=r"lacks \d+ weights .*lail_connectors"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "base" / "checkpoint-1"))
+
+
+def test_evaluation_logs_the_lail_loss(tmp_path, tiny_processor, llm_tokenizer):
+    from trocr_lail.metrics import build_compute_metrics
+
+    trainer, _, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
+                                 args_overrides={"generation_max_length": 8, "per_device_eval_batch_size": 4})
+    trainer.compute_metrics = build_compute_metrics(tiny_processor.tokenizer)
+    metrics = trainer.evaluate(eval_dataset=dataset())
+    assert metrics["eval_lail_loss"] > 0 and "eval_lail_loss_layer_2" in metrics
+    assert "eval_cer" in metrics  # generation still ran: the LLM inputs were kept away from generate()

@@ -64,6 +64,7 @@ def build_tiny_model(processor: TrOCRProcessor, encoder_layers: int = 4, encoder
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.bos_token_id, use_learned_position_embeddings=True,
         layernorm_embedding=True, scale_embedding=False, tie_word_embeddings=False, dropout=dropout,
+        init_std=decoder_dim**-0.5,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     model = VisionEncoderDecoderModel(config=config)

@@ -5,25 +5,33 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
 
 def _rotate(image: Image.Image, rng: random.Random) -> Image.Image:
-    background = max(image.convert("L").getextrema()[1] - 10, 0)  # roughly the paper tone
-    return image.rotate(rng.uniform(-3, 3), resample=Image.BILINEAR, expand=True, fillcolor=(background,) * 3)
+    background = max(image.getextrema()[1] - 10, 0)  # roughly the paper tone
+    return image.rotate(rng.uniform(-3, 3), resample=Image.BILINEAR, expand=True, fillcolor=background)
 
 
 def _blur(image: Image.Image, rng: random.Random) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
 
 
+def _morph(image: Image.Image, op) -> Image.Image:
+    """3x3 grey-level min/max as two separable passes in numpy (PIL's rank filters are ~20x slower)."""
+    pixels = np.pad(np.asarray(image), 1, mode="edge")
+    rows = op(op(pixels[:-2], pixels[1:-1]), pixels[2:])
+    return Image.fromarray(op(op(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:]))
+
+
 def _dilate(image: Image.Image, rng: random.Random) -> Image.Image:
-    return image.filter(ImageFilter.MinFilter(3))  # dark ink on light paper: min thickens the strokes
+    return _morph(image, np.minimum)  # dark ink on light paper: the minimum thickens the strokes
 
 
 def _erode(image: Image.Image, rng: random.Random) -> Image.Image:
-    return image.filter(ImageFilter.MaxFilter(3))
+    return _morph(image, np.maximum)
 
 
 def _rescale(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -56,5 +64,6 @@ class Augment:
 
     def __call__(self, batch: dict) -> dict:
         rng = self._generator()
-        batch["image"] = [rng.choice(AUGMENTATIONS)(img.convert("RGB"), rng) for img in batch["image"]]
+        # Grayscale: handwriting lines carry no colour information, and every filter runs 3x faster on one band.
+        batch["image"] = [rng.choice(AUGMENTATIONS)(img.convert("L"), rng) for img in batch["image"]]
         return batch

@@ -65,7 +65,7 @@ def _split_lines(lines: list[str], split: str) -> list[str]:
 
 
 def generate(split: str, num_samples: int, seed: int = 0, corpus_file: str | None = None,
-             fonts: tuple[str, ...] | None = None, font_size: int = 48):
+             fonts: tuple[str, ...] | None = None, font_size: int = 48, min_aspect: float | None = 12.0):
     """Yield ``{"image": PIL.Image, "text": str, "font": str}`` for ``num_samples`` synthetic lines."""
     lines = _split_lines(load_lines(corpus_file), split)
     paths = [(name, str(path)) for name in (fonts or split_fonts(split)) for path in font_files(name)]
@@ -74,4 +74,4 @@ def generate(split: str, num_samples: int, seed: int = 0, corpus_file: str | Non
     for i in range(num_samples):
         text = lines[order[i % len(order)]]
         name, path = paths[rng.randrange(len(paths))]
-        yield {"image": render_line(text, path, rng, font_size), "text": text, "font": name}
+        yield {"image": render_line(text, path, rng, font_size, min_aspect), "text": text, "font": name}

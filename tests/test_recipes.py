@@ -1,0 +1,38 @@
+"""Every recipe parses (unknown keys would fail), and the paper recipes carry the paper's hyper-parameters."""
+
+from pathlib import Path
+
+import pytest
+
+from trocr_lail.run import parse_args
+
+RECIPES = sorted(Path(__file__).parents[1].glob("recipes/*/*.yaml"))
+# GPU-only precision flags are switched off so the recipes validate on a CPU machine.
+CPU = ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
+
+
+def test_recipes_exist():
+    names = {f"{p.parent.name}/{p.name}" for p in RECIPES}
+    for size in ("small", "base", "large"):
+        assert {f"trocr-{size}/baseline.yaml", f"trocr-{size}/lail.yaml"} <= names
+    assert {"quickstart/baseline.yaml", "quickstart/lail.yaml"} <= names
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_parses(recipe):
+    model, data, training, lail = parse_args(["--config", str(recipe), *CPU])
+    assert training.output_dir.startswith("outputs/")
+    assert lail.lail == (recipe.stem == "lail")
+
+
+@pytest.mark.parametrize("size,paper_cer", [("small", 4.22), ("base", 3.42), ("large", 2.89)])
+def test_paper_recipes(size, paper_cer):
+    recipe = Path(__file__).parents[1] / f"recipes/trocr-{size}/baseline.yaml"
+    model, data, training, _ = parse_args(["--config", str(recipe), *CPU])
+    assert model.model_name_or_path == f"microsoft/trocr-{size}-stage1"
+    assert data.dataset_name == "Teklia/IAM-line"
+    assert training.learning_rate == 2e-5 and training.warmup_steps == 500 and training.weight_decay == 1e-4
+    assert training.lr_scheduler_type.value == "inverse_sqrt"
+    assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 64
+    assert training.generation_num_beams == 10
+    assert str(paper_cer) in recipe.read_text() and str(paper_cer) in (recipe.parent / "README.md").read_text()
