@@ -93,3 +93,33 @@ def test_export_loads_in_transformers_4_57_pipeline(trained, tmp_path):
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == _reference_texts(export, images)
+
+
+def test_lail_recipe_path_exports_a_plain_model(tmp_path):
+    """recipes/finetune.py with lail: true, with a tiny local Llama standing in for the LLM."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trocr_lail.tiny import build_char_tokenizer
+
+    llm_dir = tmp_path / "llm"
+    tokenizer = build_char_tokenizer()
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                     ).save_pretrained(llm_dir)
+    tokenizer.save_pretrained(llm_dir)
+    out = tmp_path / "run"
+    main(TINY_ARGS + [
+        "--synthetic", "true", "--synthetic_train_samples", "16", "--synthetic_eval_samples", "4",
+        "--max_steps", "2", "--per_device_train_batch_size", "8", "--output_dir", str(out), "--report_to", "none",
+        "--use_cpu", "true", "--save_strategy", "no", "--generation_max_length", "8", "--logging_steps", "1",
+        "--lail", "true", "--lail_llm", str(llm_dir), "--lail_layers", "1", "2", "--lail_connector", "qformer",
+        "--lail_qformer_queries", "4", "--lail_qformer_heads", "2",
+    ])
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert history[0]["lail_loss_layer_1"] > 0 and history[0]["lail_alpha"] == 0.5
+    with safe_open(str(out / "export" / "model.safetensors"), "pt") as weights:
+        assert all(k.startswith(("encoder.", "decoder.")) for k in weights.keys())
+    assert "lail" not in json.loads((out / "export" / "config.json").read_text())
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:  # the training checkpoint keeps connectors
+        assert any(k.startswith("lail_connectors.") for k in weights.keys())

@@ -48,6 +48,9 @@ class DataArguments:
     synthetic_eval_samples: int = field(default=500, metadata={"help": "synthetic: validation and test lines each."})
     synthetic_seed: int = field(default=0, metadata={"help": "synthetic: rendering seed (data is a pure function "
                                                              "of it)."})
+    synthetic_min_aspect: float = field(
+        default=12.0, metadata={"help": "synthetic: pad short lines on the right to this width/height ratio, so "
+                                        "characters keep a similar scale after resizing (match the model input)."})
     corpus_file: str | None = field(
         default=None, metadata={"help": "synthetic: plain-text file to take lines from (default: Botchan, Project "
                                         "Gutenberg #8868, from the sentencepiece sdist)."})

@@ -107,12 +107,13 @@ def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
     # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines.
     return datasets.Dataset.from_generator(
         _synthetic_rows, features=features,
-        gen_kwargs={"split": role, "num_samples": size, "seed": args.synthetic_seed, "corpus_file": args.corpus_file},
+        gen_kwargs={"split": role, "num_samples": size, "seed": args.synthetic_seed, "corpus_file": args.corpus_file,
+                    "min_aspect": args.synthetic_min_aspect},
     )
 
 
-def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None):
-    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file):
+def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None, min_aspect: float):
+    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file, min_aspect=min_aspect):
         # Encode ourselves: grayscale PNG at low compression is ~6x faster than datasets' default RGB encoding,
         # which otherwise dominates the quickstart's data preparation. Lossless, so pixels are unchanged.
         buffer = io.BytesIO()
