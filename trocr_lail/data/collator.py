@@ -37,8 +37,8 @@ class LineCollator:
                                         self.max_target_length)
         if truncated:
             if self.num_truncated == 0:
-                logger.warning("Truncating transcriptions longer than max_target_length=%d tokens; the total is "
-                               "reported at the end of training.", self.max_target_length)
+                logger.warning("Truncating transcriptions longer than max_target_length=%d tokens.",
+                               self.max_target_length)
             self.num_truncated += truncated
         labels = torch.full((len(ids), max(map(len, ids))), -100, dtype=torch.long)
         for row, tokens in enumerate(ids):
