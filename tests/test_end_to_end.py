@@ -95,8 +95,9 @@ def test_export_loads_in_transformers_4_57_pipeline(trained, tmp_path):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == _reference_texts(export, images)
 
 
-def test_lail_recipe_path_exports_a_plain_model(tmp_path):
-    """recipes/finetune.py with lail: true, with a tiny local Llama standing in for the LLM."""
+@pytest.fixture
+def tiny_llm_dir(tmp_path):
+    """A tiny local Llama standing in for the LLM."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from trocr_lail.tiny import build_char_tokenizer
@@ -108,18 +109,34 @@ def test_lail_recipe_path_exports_a_plain_model(tmp_path):
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
                      ).save_pretrained(llm_dir)
     tokenizer.save_pretrained(llm_dir)
-    out = tmp_path / "run"
+    return llm_dir
+
+
+def run_lail_recipe(out, llm_dir, *extra):
     main(TINY_ARGS + [
         "--synthetic", "true", "--synthetic_train_samples", "16", "--synthetic_eval_samples", "4",
         "--max_steps", "2", "--per_device_train_batch_size", "8", "--output_dir", str(out), "--report_to", "none",
         "--use_cpu", "true", "--save_strategy", "no", "--generation_max_length", "8", "--logging_steps", "1",
         "--lail", "true", "--lail_llm", str(llm_dir), "--lail_layers", "1", "2", "--lail_connector", "qformer",
-        "--lail_qformer_queries", "4", "--lail_qformer_heads", "2",
+        "--lail_qformer_queries", "4", "--lail_qformer_heads", "2", *extra,
     ])
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert history[0]["lail_loss_layer_1"] > 0 and history[0]["lail_alpha"] == 0.5
     with safe_open(str(out / "export" / "model.safetensors"), "pt") as weights:
         assert all(k.startswith(("encoder.", "decoder.")) for k in weights.keys())
     assert "lail" not in json.loads((out / "export" / "config.json").read_text())
-    with safe_open(str(out / "model.safetensors"), "pt") as weights:  # the training checkpoint keeps connectors
+
+
+def test_lail_recipe_path_exports_a_plain_model(tmp_path, tiny_llm_dir):
+    run_lail_recipe(tmp_path / "run", tiny_llm_dir)
+    with safe_open(str(tmp_path / "run" / "model.safetensors"), "pt") as weights:  # the checkpoint keeps connectors
         assert any(k.startswith("lail_connectors.") for k in weights.keys())
+
+
+def test_lail_with_dora_recipe_path_merges_adapters_into_the_export(tmp_path, tiny_llm_dir):
+    out = tmp_path / "run"
+    run_lail_recipe(out, tiny_llm_dir, "--use_peft", "true", "--use_dora", "true", "--lora_r", "4")
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as weights:  # adapters + connectors only
+        assert any("lora_" in k for k in weights.keys()) and any("lail_connectors" in k for k in weights.keys())
+    with safe_open(str(out / "export" / "model.safetensors"), "pt") as weights:
+        assert not any("lora" in k or "base_layer" in k for k in weights.keys())

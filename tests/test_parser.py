@@ -12,7 +12,7 @@ def write(tmp_path, text):
 def test_yaml_values_are_typed_and_cli_flags_override_them(tmp_path):
     recipe = write(tmp_path, f"output_dir: {tmp_path}/out\nlearning_rate: 2e-5\nmax_steps: 100\nsynthetic: true\n"
                              "tiny_patch_size: [4, 4]\n")
-    model_args, data_args, training_args, lail_args = parse_args(["--config", recipe, "--max_steps", "5"])
+    model_args, data_args, training_args, lail_args, _ = parse_args(["--config", recipe, "--max_steps", "5"])
     assert training_args.learning_rate == pytest.approx(2e-5)  # YAML reads "2e-5" as a string
     assert training_args.max_steps == 5
     assert data_args.synthetic is True

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
+from .adapters import merged
+
 
 def plain_model(model) -> VisionEncoderDecoderModel:
     """Copy the standard VisionEncoderDecoder weights of ``model`` (a subclass, or with adapters merged) into a
@@ -22,7 +24,10 @@ def plain_model(model) -> VisionEncoderDecoderModel:
 
 
 def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, max_length: int = 128) -> Path:
+    """Write ``model`` as a plain model dir. PEFT adapters are merged into ``model`` in place first (the export
+    is the last thing a run does with its model)."""
     export_dir = Path(export_dir)
+    model = merged(model)
     plain = plain_model(model)
     plain.generation_config = GenerationConfig(
         decoder_start_token_id=model.config.decoder_start_token_id, eos_token_id=model.config.eos_token_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transformers import EarlyStoppingCallback, set_seed
 
+from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
 from .data.augment import Augment
 from .data.collator import LailCollator, LineCollator, encode_targets
@@ -22,12 +23,12 @@ logger = logging.getLogger("trocr_lail")
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, LailArguments))
+    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, LailArguments, PeftArguments))
     return parser.parse_args_and_config(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args, lail_args = parse_args(argv)
+    model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args)
     else:
         collator, trainer_kwargs = LineCollator(processor, model_args.max_target_length), {}
+    if peft_args.use_peft:
+        model = apply_peft(model, peft_args)  # after LAIL, so its connectors stay fully trainable
     trainer = build_trainer(model, processor, training_args, train_dataset, eval_dataset, collator,
                             **trainer_kwargs)
     start = time.perf_counter()
