@@ -1,0 +1,19 @@
+"""Run an ablation grid (see trocr_lail/ablation.py for the grid format) and write a Markdown table + plot.
+
+    python recipes/ablate.py --grid recipes/ablations/quickstart.yaml
+    python recipes/ablate.py --grid recipes/ablations/quickstart.yaml --dry_run   # print the commands only
+"""
+
+import argparse
+
+from trocr_lail.ablation import Grid, run_grid, write_report
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", required=True, help="Grid YAML: recipe, output_dir, overrides, grid, cells.")
+    parser.add_argument("--dry_run", action="store_true", help="Print each cell's command and run nothing.")
+    args = parser.parse_args()
+    grid = Grid.from_file(args.grid)
+    rows = run_grid(grid, dry_run=args.dry_run)
+    if not args.dry_run:
+        print(f"Wrote {write_report(grid, rows, args.grid)}")
