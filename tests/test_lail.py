@@ -239,3 +239,16 @@ def test_evaluation_logs_the_lail_loss(tmp_path, tiny_processor, llm_tokenizer):
     metrics = trainer.evaluate(eval_dataset=dataset())
     assert metrics["eval_lail_loss"] > 0 and "eval_lail_loss_layer_2" in metrics
     assert "eval_cer" in metrics  # generation still ran: the LLM inputs were kept away from generate()
+
+
+def test_max_lines_scores_only_the_first_rows(tmp_path, tiny_processor, llm_tokenizer):
+    trainer, model, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer, lail_overrides={"lail_max_lines": 2})
+    inputs = batch(tiny_processor, llm_tokenizer)
+    model.train()
+    loss, outputs = trainer.compute_loss(model, inputs, return_outputs=True)
+    first_two = {key: value[:2] for key, value in inputs.items()}
+    alone = model(**first_two).lail_losses
+    everyone = model(**inputs).lail_losses
+    torch.testing.assert_close(outputs.lail_losses, alone)
+    assert not torch.allclose(outputs.lail_losses, everyone)
+    assert outputs.logits.shape[0] == 4  # the s2s loss still sees the whole batch

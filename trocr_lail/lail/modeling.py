@@ -94,10 +94,12 @@ class LailVisionEncoderDecoderModel(VisionEncoderDecoderModel):
         """Token-mean LLM loss of the transcription after each tap's soft prefix, shape ``(num_taps,)``.
 
         All taps go through the LLM in one batched call (prefixes of equal length are stacked on the batch axis).
+        LLM inputs may cover only the first rows of the batch (``lail_max_lines``); only those rows are scored.
         """
         llm = self._llm_on(hidden_states[0].device)
         text = llm.get_input_embeddings()(llm_input_ids)
-        prefixes = torch.cat([connector(hidden_states[layer])
+        rows = llm_input_ids.shape[0]
+        prefixes = torch.cat([connector(hidden_states[layer][:rows])
                               for connector, layer in zip(self.lail_connectors, self.lail_layers)])
         taps, (batch, text_len), prefix_len = len(self.lail_layers), llm_input_ids.shape, prefixes.shape[1]
         inputs = torch.cat([prefixes.to(text.dtype), text.repeat(taps, 1, 1)], dim=1)

@@ -29,8 +29,12 @@ class LailTrainer(LineRecognitionTrainer):
     def connector_only(self) -> bool:
         return self.state.global_step < self.lail_args.lail_connector_only_steps
 
+    def llm_inputs(self, inputs: dict) -> dict:
+        # The first lail_max_lines rows only: the model scores hidden states of as many rows as it gets LLM inputs.
+        return {key: inputs[key][: self.lail_args.lail_max_lines] for key in LLM_KEYS if key in inputs}
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        llm_inputs = {key: inputs[key] for key in LLM_KEYS}
+        llm_inputs = self.llm_inputs(inputs)
         scale = 1.0 / self.accumulation_steps() if num_items_in_batch is not None else 1.0
         if model.training and self.connector_only():
             outputs = model(pixel_values=inputs["pixel_values"], lail_only=True, **llm_inputs)
@@ -65,8 +69,8 @@ class LailTrainer(LineRecognitionTrainer):
         metrics["lail_alpha"].append(alpha)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
-        inputs = dict(inputs)
-        llm_inputs = {key: inputs.pop(key) for key in LLM_KEYS if key in inputs}
+        llm_inputs = self.llm_inputs(inputs)
+        inputs = {key: value for key, value in inputs.items() if key not in LLM_KEYS}
         if llm_inputs:
             unwrapped = self.accelerator.unwrap_model(model)
             with torch.no_grad():
