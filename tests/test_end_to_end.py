@@ -37,6 +37,8 @@ def test_results_follow_trainer_conventions(trained):
     assert set(results) >= {"test_cer", "test_wer", "test_loss"}
     assert results["test_cer"] == pytest.approx(metrics["test_cer"])
     assert 0 <= results["test_cer"] < 10
+    train = json.loads((out / "train_results.json").read_text())
+    assert train["train_runtime"] > 0 and train["peak_memory_gib"] > 0.1  # for comparing runs (LAIL vs not)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("eval_cer" in entry for entry in history)  # eval generates text during training
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from pathlib import Path
 
+import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from .adapters import PeftArguments, apply_peft
@@ -51,12 +53,13 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = build_trainer(model, processor, training_args, train_dataset, eval_dataset, collator,
                             **trainer_kwargs)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model()
     trainer.save_state()
+    metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib()}
+    trainer.save_metrics("train", metrics)
 
-    metrics = {"train_seconds": train_seconds}
     if data_args.test_split:
         test = splits[data_args.test_split]
         output = trainer.predict(test, metric_key_prefix="test")
@@ -74,6 +77,13 @@ def main(argv: list[str] | None = None) -> dict:
                             max_length=training_args.generation_max_length or model_args.max_target_length)
         logger.info("Exported plain VisionEncoderDecoder model to %s", path)
     return metrics
+
+
+def peak_memory_gib() -> float:
+    """Peak accelerator memory allocated by torch, or the process's peak resident memory on CPU."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments):
