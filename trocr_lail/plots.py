@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 LOSS_KEYS = ("loss", "s2s_loss", "lail_loss")  # total, seq2seq, weighted LAIL; lail_loss_layer_<l> follow
+LAYER_PREFIX = "lail_loss_layer_"
 LABELS = {"loss": "total loss", "s2s_loss": "seq2seq loss (L_s2s)", "lail_loss": "LAIL loss (sum_l lambda_l L_l)"}
 
 
@@ -25,8 +26,8 @@ def plot_training(log_history: list[dict], out_dir: str | Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     written = []
-    layer_keys = sorted({k for entry in log_history for k in entry if k.startswith("lail_loss_layer_")},
-                        key=lambda k: int(k.rsplit("_", 1)[1]) if k.rsplit("_", 1)[1].lstrip("-").isdigit() else 0)
+    layer_keys = sorted({k for entry in log_history for k in entry if k.startswith(LAYER_PREFIX)},
+                        key=lambda k: int(k[len(LAYER_PREFIX):]))
     losses = [(k, *series(log_history, k)) for k in (*LOSS_KEYS, *layer_keys)]
     losses = [item for item in losses if item[1]]
     alpha_steps, alphas = series(log_history, "lail_alpha")
@@ -36,8 +37,8 @@ def plot_training(log_history: list[dict], out_dir: str | Path) -> list[Path]:
                                  gridspec_kw={"height_ratios": [3, 1][:rows]})
         ax = axes[0, 0]
         for key, steps, values in losses:
-            layer = key.startswith("lail_loss_layer_")
-            label = LABELS.get(key, f"LAIL loss, layer {key.rsplit('_', 1)[1]}")
+            layer = key.startswith(LAYER_PREFIX)
+            label = f"LAIL loss, encoder layer {key[len(LAYER_PREFIX):]}" if layer else LABELS[key]
             ax.plot(steps, values, label=label, linewidth=1.2 if layer else 2.0, linestyle="--" if layer else "-",
                     marker="o" if len(steps) < 30 else None, markersize=3)
         ax.set_ylabel("loss (training, per logging interval)")
