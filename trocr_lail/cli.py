@@ -104,7 +104,7 @@ def run_evaluate(args, extra: list[str]) -> int:
         parser.set_defaults(**{f.name: recipe[f.name] for f in dataclasses.fields(DataArguments) if f.name in recipe})
     (data_args,) = parser.parse_args_into_dataclasses(args=extra, look_for_args_file=False)
     metrics = evaluate_model(_reader(args), data_args, args.split, args.report_dir, batch_size=args.batch_size,
-                             progress=not args.no_progress, model_name=Path(args.model).name or args.model,
+                             progress=not args.no_progress, model_name=args.model,
                              num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
     print(f"CER {metrics['cer']:.2%}  WER {metrics['wer']:.2%}  on {metrics['lines']} lines of '{args.split}' "
           f"(beams {metrics['num_beams']}); report: {Path(args.report_dir) / 'report.html'}")

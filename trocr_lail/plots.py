@@ -7,7 +7,7 @@ from pathlib import Path
 
 LOSS_KEYS = ("loss", "s2s_loss", "lail_loss")  # total, seq2seq, weighted LAIL; lail_loss_layer_<l> follow
 LAYER_PREFIX = "lail_loss_layer_"
-LABELS = {"loss": "total loss", "s2s_loss": "seq2seq loss (L_s2s)", "lail_loss": "LAIL loss (sum_l lambda_l L_l)"}
+LABELS = {"loss": "total loss", "s2s_loss": "seq2seq loss (L_s2s)", "lail_loss": "LAIL loss (layer-weighted sum)"}
 
 
 def series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -44,7 +44,7 @@ def plot_training(log_history: list[dict], out_dir: str | Path) -> list[Path]:
         ax.set_ylabel("loss (training, per logging interval)")
         ax.set_title("Training losses")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right", fontsize=9)
+        ax.legend(loc="best", fontsize=9, framealpha=0.85)
         if alphas:
             axes[1, 0].plot(alpha_steps, alphas, color="tab:purple", linewidth=2, drawstyle="steps-post")
             axes[1, 0].set_ylabel("LAIL alpha")
@@ -60,14 +60,15 @@ def plot_training(log_history: list[dict], out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 4.5))
         ax.plot(steps, cers, color="tab:red", linewidth=2, marker="o", markersize=4, label="validation CER")
         best = min(range(len(cers)), key=cers.__getitem__)
-        ax.annotate(f"best {cers[best]:.1%} (step {steps[best]})", (steps[best], cers[best]),
-                    textcoords="offset points", xytext=(8, 10), fontsize=9)
+        ax.plot([steps[best]], [cers[best]], marker="*", markersize=14, color="tab:green", linestyle="none",
+                label=f"best: {cers[best]:.1%} at step {steps[best]}")
+        ax.legend(loc="best", fontsize=9, framealpha=0.85)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("character error rate")
         ax.set_title("Validation CER during training (lower is better)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0, top=max(cers) * 1.08)  # CER can exceed 100% (insertions): keep every point in view
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
         written.append(_save(fig, out_dir / "eval_cer.png"))
