@@ -173,3 +173,27 @@ def test_validate_card_catches_problems(tmp_path):
                                      + "\nhf_" + "a" * 30 + "\n/home/alice/run\n")
     problems = validate_card(tmp_path / "bad.md", forbidden=("/home/alice",))
     assert len(problems) == 3 and "pipeline_tag" in problems[0] and "token" in problems[1]
+
+
+def test_sidecar_refuses_a_different_lail_config(tiny_processor, tmp_path):
+    from conftest import make_tiny_model
+    from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
+    from trocr_lail.lail.sidecar import load_connector_weights, write_sidecar
+
+    config = {"lail_layers": [1], "lail_connector": "linear", "lail_connector_activation": "gelu",
+              "lail_connector_hidden_dim": None, "lail_downsample_blocks": 2, "lail_qformer_queries": 4,
+              "lail_qformer_heads": 2}
+    trained = LailVisionEncoderDecoderModel.from_plain(make_tiny_model(tiny_processor), config, 16)
+    trained.save_pretrained(tmp_path / "ckpt")
+    write_sidecar(tmp_path / "ckpt", tmp_path / "lail")
+    fresh = LailVisionEncoderDecoderModel.from_plain(make_tiny_model(tiny_processor, seed=1), config, 16)
+    load_connector_weights(fresh, tmp_path / "lail")
+    for key, value in trained.lail_connectors.state_dict().items():
+        assert torch.equal(fresh.lail_connectors.state_dict()[key], value)
+    other = LailVisionEncoderDecoderModel.from_plain(make_tiny_model(tiny_processor), {**config, "lail_layers": [2]},
+                                                     16)
+    with pytest.raises(ValueError, match="same lail_"):
+        load_connector_weights(other, tmp_path / "lail")
+    with pytest.raises(ValueError, match="not a LAIL checkpoint"):
+        make_tiny_model(tiny_processor).save_pretrained(tmp_path / "plain")
+        write_sidecar(tmp_path / "plain", tmp_path / "x")

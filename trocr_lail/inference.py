@@ -9,15 +9,12 @@ text, but the batch is preprocessed in one processor call instead of one call pe
 from __future__ import annotations
 
 import glob
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-
-logger = logging.getLogger("trocr_lail")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
 
