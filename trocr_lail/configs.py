@@ -82,3 +82,9 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         default=5, metadata={"help": "Test predictions printed next to the truth at the end."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improving metric_for_best_model."})
+    hub_dry_run: bool = field(
+        default=False, metadata={"help": "With push_to_hub: write <output_dir>/hub_upload (exactly what would be "
+                                         "pushed: export, model card, lail/ sidecar) and upload nothing."})
+    hub_lail_sidecar: bool = field(
+        default=True, metadata={"help": "With push_to_hub on a LAIL run: also push lail/ (connector weights and "
+                                        "config, never the LLM) so LAIL training can continue from the Hub model."})

@@ -16,10 +16,12 @@ from .data.augment import Augment
 from .data.collator import LailCollator, LineCollator, encode_targets
 from .data.sources import load_splits
 from .export import export_model
+from .hub import publish, save_run_facts, take_push_request
 from .lail.config import LailArguments
 from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
+from .plots import plot_training
 
 logger = logging.getLogger("trocr_lail")
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
+    push_request = take_push_request(training_args)  # before Trainer exists: it must not push the training model
     set_seed(training_args.seed)
     processor, model = load_processor_and_model(model_args)
     with training_args.main_process_first(desc="loading data"):
@@ -60,12 +63,14 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib()}
     trainer.save_metrics("train", metrics)
 
+    test_metrics = None
     if data_args.test_split:
         test = splits[data_args.test_split]
         output = trainer.predict(test, metric_key_prefix="test")
         trainer.log_metrics("test", output.metrics)
         trainer.save_metrics("test", output.metrics)
         metrics.update(output.metrics)
+        test_metrics = {**output.metrics, "test_lines": len(test)}
         if trainer.is_world_process_zero():
             print(f"\nTest CER {output.metrics['test_cer']:.2%}, WER {output.metrics['test_wer']:.2%} "
                   f"on {len(test)} lines of split '{data_args.test_split}'.")
@@ -76,6 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
                             num_beams=training_args.generation_num_beams or 1,
                             max_length=training_args.generation_max_length or model_args.max_target_length)
         logger.info("Exported plain VisionEncoderDecoder model to %s", path)
+    if trainer.is_world_process_zero():
+        for plot in plot_training(trainer.state.log_history, training_args.output_dir):
+            logger.info("Wrote %s", plot)
+        save_run_facts(training_args.output_dir, model_args, data_args, training_args, lail_args, test_metrics,
+                       trainer.state.global_step)
+        if push_request:
+            publish(training_args.output_dir, push_request)
     return metrics
 
 
@@ -94,6 +106,10 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
     llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code)
     model = LailVisionEncoderDecoderModel.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
     model.attach_llm(llm, checkpointing=lail_args.lail_llm_gradient_checkpointing)
+    if lail_args.lail_connectors_path:
+        from .lail.sidecar import load_connector_weights
+
+        load_connector_weights(model, lail_args.lail_connectors_path)
     collator = LailCollator(processor, model_args.max_target_length, llm_tokenizer=llm_tokenizer,
                             prompt=lail_args.lail_prompt)
     return model, collator, {"trainer_class": LailTrainer, "lail_args": lail_args}

@@ -20,25 +20,26 @@ METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
 def load_splits(args: DataArguments) -> datasets.DatasetDict:
+    splits = [s for s in (args.train_split, args.validation_split, args.test_split) if s]
+    return datasets.DatasetDict({split: load_split(args, split) for split in splits})
+
+
+def load_split(args: DataArguments, split: str) -> datasets.Dataset:
+    """One split of the configured source, truncated to max_train_samples (the train split) or max_eval_samples."""
     chosen = [name for name, on in (("dataset_name", args.dataset_name), ("data_dir", args.data_dir),
                                     ("synthetic", args.synthetic)) if on]
     if len(chosen) != 1:
         raise ValueError(f"Choose exactly one data source (dataset_name, data_dir or synthetic); got {chosen or 'none'}")
-    splits = [s for s in (args.train_split, args.validation_split, args.test_split) if s]
     if args.synthetic:
-        loaded = {split: _synthetic_split(args, split) for split in splits}
+        dataset = _synthetic_split(args, split)
     elif args.data_dir:
-        loaded = {split: load_local_split(Path(args.data_dir) / split) for split in splits}
+        dataset = load_local_split(Path(args.data_dir) / split)
     else:
-        loaded = _hub_splits(args, splits)
-    limits = {args.train_split: args.max_train_samples}
-    for split, dataset in loaded.items():
-        if len(dataset) == 0:
-            raise ValueError(f"Split '{split}' is empty.")
-        limit = limits.get(split, args.max_eval_samples)
-        if limit is not None:
-            loaded[split] = dataset.select(range(min(limit, len(dataset))))
-    return datasets.DatasetDict(loaded)
+        dataset = _hub_splits(args, [split])[split]
+    if len(dataset) == 0:
+        raise ValueError(f"Split '{split}' is empty.")
+    limit = args.max_train_samples if split == args.train_split else args.max_eval_samples
+    return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
 def _hub_splits(args: DataArguments, splits: list[str]) -> dict[str, datasets.Dataset]:
@@ -102,7 +103,9 @@ def load_local_split(folder: Path) -> datasets.Dataset:
 
 def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
     size = args.synthetic_train_samples if split == args.train_split else args.synthetic_eval_samples
-    role = {args.train_split: "train", args.validation_split: "validation", args.test_split: "test"}[split]
+    # The recipe's split names pick the font roles; other names (evaluating a split by its role name) map to
+    # themselves.
+    role = {args.train_split: "train", args.validation_split: "validation", args.test_split: "test"}.get(split, split)
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
     # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines.
     return datasets.Dataset.from_generator(

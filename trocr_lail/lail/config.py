@@ -55,6 +55,9 @@ class LailArguments:
     lail_connector_only_steps: int = field(
         default=0, metadata={"help": "First stage: train only the connectors (TrOCR frozen, no s2s loss) for N "
                                      "steps."})
+    lail_connectors_path: str | None = field(
+        default=None, metadata={"help": "Start the connectors from a lail/ sidecar folder of a pushed model "
+                                        "(same lail_* settings) instead of fresh ones."})
 
     def layer_weights(self) -> list[float]:
         weights = self.lail_layer_weights or [1.0 / len(self.lail_layers)] * len(self.lail_layers)

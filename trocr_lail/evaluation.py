@@ -1,0 +1,35 @@
+"""Evaluate a model on one dataset split: batched reading (the same code as ``predict``), corpus CER/WER, a
+Markdown + HTML report and a JSON file of the metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .configs import DataArguments
+from .data.sources import load_split
+from .inference import LineReader
+from .metrics import cer, wer
+from .report import write_report
+
+
+def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
+                   batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
+                   **generate_kwargs) -> dict:
+    dataset = load_split(data_args, split)
+    images, references = list(dataset["image"]), list(dataset["text"])
+    start = time.perf_counter()
+    predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
+    seconds = time.perf_counter() - start
+    beams = generate_kwargs.get("num_beams") or reader.model.generation_config.num_beams or 1
+    metrics = {"cer": cer(references, predictions), "wer": wer(references, predictions), "lines": len(references),
+               "split": split, "num_beams": beams, "lines_per_second": len(references) / seconds}
+    report_dir = Path(report_dir)
+    write_report(report_dir, f"Evaluation of {model_name} on split '{split}'", metrics, images, references,
+                 predictions, num_worst=num_worst)
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for truth, prediction in zip(references, predictions):
+            handle.write(json.dumps({"text": truth, "prediction": prediction}, ensure_ascii=False) + "\n")
+    return metrics

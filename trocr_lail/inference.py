@@ -1,0 +1,125 @@
+"""Batched line reading with an exported (or any VisionEncoderDecoder) model, on transformers 4.57.x and 5.x.
+
+``LineReader`` is what ``trocr-lail predict`` and ``trocr-lail evaluate`` run. Called like a pipeline it returns
+what 4.57's ``pipeline("image-to-text")`` returns (``[{"generated_text": ...}]`` per image), which 5.x no longer
+has. Same image loading (EXIF orientation, RGB), same processor, same generation config, same decoding: the same
+text, but the batch is preprocessed in one processor call instead of one call per image.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
+
+
+def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files, folders (their image files, sorted, not recursive) and globs (``**`` allowed), in argument order,
+    each file once. A name that matches nothing is an error naming it."""
+    found: dict[Path, None] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+        if not matches:
+            raise FileNotFoundError(f"No image files found for {item!r} (not a file, a folder with images, or a "
+                                    f"glob that matches files)")
+        found.update(dict.fromkeys(matches))
+    return list(found)
+
+
+def load_image(image: str | Path | Image.Image) -> Image.Image:
+    """Any PIL-readable image as RGB. Follows 4.57's pipeline (EXIF transpose, then RGB) where that is sound, and
+    fixes two modes where a plain ``convert("RGB")`` destroys the line: 16/32-bit grayscale (clipped to white) and
+    transparency (transparent background turns black, under often black ink): rescaled / put on white."""
+    if not isinstance(image, Image.Image):
+        with Image.open(image) as opened:
+            opened.load()
+            image = opened
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255 if high > low else np.full_like(values, 255.0)
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return image.convert("RGB")
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class LineReader:
+    """Reads text lines from images with a VisionEncoderDecoder model and its processor.
+
+    >>> reader = LineReader.from_pretrained("outputs/quickstart-baseline/export")
+    >>> reader(["line1.png", "line2.png"], batch_size=8)   # like pipeline("image-to-text") on 4.57.x
+    [[{'generated_text': '...'}], [{'generated_text': '...'}]]
+    """
+
+    def __init__(self, model, processor, device: str | torch.device | None = "cpu", batch_size: int = 8):
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, device: str | None = "auto", batch_size: int = 8,
+                        revision: str = "main"):
+        from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+
+        common = {"revision": revision, "trust_remote_code": False}
+        processor = TrOCRProcessor.from_pretrained(model_dir, **common)
+        model = VisionEncoderDecoderModel.from_pretrained(model_dir, use_safetensors=True, **common)
+        return cls(model, processor, device=device, batch_size=batch_size)
+
+    def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
+                **generate_kwargs) -> Iterator[list[str]]:
+        """Texts batch by batch, in input order. ``generate_kwargs`` override the model's generation config
+        (``num_beams``, ``max_length``, ...); None values are ignored."""
+        batch_size = batch_size or self.batch_size
+        generate_kwargs = {k: v for k, v in generate_kwargs.items() if v is not None}
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(images), unit="line", desc="reading")
+        for start in range(0, len(images), batch_size):
+            chunk = [load_image(image) for image in images[start : start + batch_size]]
+            yield self.read_loaded(chunk, **generate_kwargs)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+
+    @torch.inference_mode()
+    def read_loaded(self, images: list[Image.Image], **generate_kwargs) -> list[str]:
+        pixels = self.processor(images=images, return_tensors="pt").pixel_values
+        ids = self.model.generate(pixels.to(self.device, self.model.dtype), **generate_kwargs)
+        return self.processor.batch_decode(ids, skip_special_tokens=True)
+
+    def read(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
+             **generate_kwargs) -> list[str]:
+        return [text for batch in self.batches(images, batch_size, progress, **generate_kwargs) for text in batch]
+
+    def __call__(self, images, batch_size: int | None = None, **generate_kwargs):
+        single = isinstance(images, (str, Path, Image.Image))
+        texts = self.read([images] if single else list(images), batch_size, **generate_kwargs)
+        records = [[{"generated_text": text}] for text in texts]
+        return records[0] if single else records
