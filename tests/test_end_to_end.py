@@ -137,8 +137,15 @@ def test_lail_recipe_path_exports_a_plain_model(tmp_path, tiny_llm_dir):
 
 def test_lail_with_dora_recipe_path_merges_adapters_into_the_export(tmp_path, tiny_llm_dir):
     out = tmp_path / "run"
-    run_lail_recipe(out, tiny_llm_dir, "--use_peft", "true", "--use_dora", "true", "--lora_r", "4")
+    run_lail_recipe(out, tiny_llm_dir, "--use_peft", "true", "--use_dora", "true", "--lora_r", "4",
+                    "--push_to_hub", "true", "--hub_model_id", "someone/tiny-dora", "--hub_dry_run", "true")
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as weights:  # adapters + connectors only
-        assert any("lora_" in k for k in weights.keys()) and any("lail_connectors" in k for k in weights.keys())
+        assert any("lora_" in k for k in weights.keys())
+        connectors = {k[k.index("lail_connectors."):]: weights.get_tensor(k) for k in weights.keys()
+                      if "lail_connectors." in k}
     with safe_open(str(out / "export" / "model.safetensors"), "pt") as weights:
         assert not any("lora" in k or "base_layer" in k for k in weights.keys())
+    with safe_open(str(out / "hub_upload" / "lail" / "connectors.safetensors"), "pt") as weights:
+        assert connectors and set(weights.keys()) == set(connectors)  # the sidecar carries the trained connectors
+        assert all(torch.equal(weights.get_tensor(k), v) for k, v in connectors.items())
+    assert "DoRA r=4" in (out / "hub_upload" / "README.md").read_text()

@@ -44,7 +44,7 @@ def public_id(value: str | None) -> str | None:
 
 
 def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dict | None = None,
-              global_step: int | None = None) -> dict:
+              global_step: int | None = None, peft_args=None) -> dict:
     """What the card says about a run, as JSON-serialisable values with no local paths in them."""
     base = public_id(model_args.model_name_or_path)
     if model_args.model_name_or_path == "tiny":
@@ -65,6 +65,10 @@ def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dic
         hyper.pop("num_train_epochs", None)  # max_steps wins; the epoch default would mislead
     hyper.update(world_size=training_args.world_size, max_target_length=model_args.max_target_length,
                  augment=data_args.augment, optimizer_steps_done=global_step)
+    if peft_args is not None and peft_args.use_peft:
+        hyper["adapters"] = (f"{'DoRA' if peft_args.use_dora else 'LoRA'} r={peft_args.lora_r} "
+                             f"alpha={peft_args.lora_alpha} on {'+'.join(peft_args.lora_parts)}, merged into the "
+                             "published weights")
     facts = {
         "base_model": base, "base_description": base_description, "dataset": dataset,
         "dataset_description": dataset_description, "num_beams": training_args.generation_num_beams or 1,

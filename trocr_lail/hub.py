@@ -45,8 +45,8 @@ def take_push_request(training_args) -> dict | None:
 
 
 def save_run_facts(output_dir: str | Path, model_args, data_args, training_args, lail_args,
-                   test_metrics: dict | None, global_step: int | None) -> dict:
-    facts = run_facts(model_args, data_args, training_args, lail_args, test_metrics, global_step)
+                   test_metrics: dict | None, global_step: int | None, peft_args=None) -> dict:
+    facts = run_facts(model_args, data_args, training_args, lail_args, test_metrics, global_step, peft_args)
     if lail_args is not None and lail_args.lail:
         facts["lail_training"] = lail_training_settings(lail_args)
     Path(output_dir, FACTS_FILE).write_text(json.dumps(facts, indent=2, default=str) + "\n")

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_seconds = time.perf_counter() - start
     trainer.save_model()
     trainer.save_state()
+    if peft_args.use_peft and trainer.is_world_process_zero():
+        # PEFT saves only adapter files; the model config (with its LAIL entry) is what export/sidecar tools read.
+        trainer.model.get_base_model().config.save_pretrained(training_args.output_dir)
     metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib()}
     trainer.save_metrics("train", metrics)
 
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         for plot in plot_training(trainer.state.log_history, training_args.output_dir):
             logger.info("Wrote %s", plot)
         save_run_facts(training_args.output_dir, model_args, data_args, training_args, lail_args, test_metrics,
-                       trainer.state.global_step)
+                       trainer.state.global_step, peft_args)
         if push_request:
             publish(training_args.output_dir, push_request)
     return metrics

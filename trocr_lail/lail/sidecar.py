@@ -20,11 +20,15 @@ def write_sidecar(checkpoint_dir: str | Path, dest: str | Path, training_setting
     config = json.loads((checkpoint_dir / "config.json").read_text())
     if not config.get("lail"):
         raise ValueError(f"{checkpoint_dir} is not a LAIL checkpoint (its config.json has no 'lail' entry)")
-    weights = checkpoint_dir / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: the LAIL sidecar needs the training checkpoint's weights")
+    # Full checkpoints hold "lail_connectors.*"; PEFT ones "base_model.model.lail_connectors.*" (modules_to_save).
+    candidates = [checkpoint_dir / "model.safetensors", checkpoint_dir / "adapter_model.safetensors"]
+    weights = next((path for path in candidates if path.is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{checkpoint_dir} has neither model.safetensors nor adapter_model.safetensors: the "
+                                "LAIL sidecar needs the training checkpoint's weights")
     with safe_open(str(weights), "pt") as handle:
-        tensors = {key: handle.get_tensor(key).contiguous() for key in handle.keys() if key.startswith(PREFIX)}
+        tensors = {key[key.index(PREFIX):]: handle.get_tensor(key).contiguous()
+                   for key in handle.keys() if PREFIX in key}
     if not tensors:
         raise ValueError(f"{weights} holds no {PREFIX}* weights")
     dest.mkdir(parents=True, exist_ok=True)
