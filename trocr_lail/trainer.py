@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
 
+from .nonfinite import NonFiniteLossGuard
+
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None,
                         label_smoothing: float = 0.0) -> torch.Tensor:
@@ -29,11 +31,19 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         # We consume num_items_in_batch in compute_loss, so Trainer must count tokens and not divide by the
         # accumulation steps a second time.
         self.model_accepts_loss_kwargs = True
+        self.nonfinite = NonFiniteLossGuard(getattr(self.args, "nonfinite_loss_policy", "stop"))
+        self.add_callback(self.nonfinite)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
         loss = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
+        self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
+
+    def check_finite(self, model, **terms) -> None:
+        """Report non-finite loss terms of a training micro-batch (see ``nonfinite.py`` for what happens next)."""
+        if model.training:
+            self.nonfinite.check(terms, self.state.global_step)
 
     def s2s_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)

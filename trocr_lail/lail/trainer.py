@@ -41,6 +41,9 @@ class LailTrainer(LineRecognitionTrainer):
                             **(llm_inputs if use_lail else {}))
             s2s = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
         lail_losses = getattr(outputs, "lail_losses", None)
+        taps = {} if lail_losses is None else {f"lail_layer_{layer}": value
+                                                for layer, value in zip(self.lail_args.lail_layers, lail_losses)}
+        self.check_finite(model, s2s=s2s, **taps)
         alpha = self.alpha()
         loss = s2s if s2s is not None else 0.0
         if lail_losses is not None:
