@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, lail_args = parse_args(argv)
+    if training_args.hub_token:
+        raise ValueError("hub_token is not accepted as an argument: recipes, command lines and saved training "
+                         "arguments must not hold secrets. Use `hf auth login` or the HF_TOKEN environment variable.")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)

@@ -9,9 +9,12 @@ divided by that count, so ``gradient_accumulation_steps=2, batch=b`` gives the s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from .nonfinite import NonFiniteLossGuard
 
@@ -67,6 +70,15 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             raise RuntimeError(f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} weights the model has "
                                f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
         target.load_state_dict(reloaded.state_dict(), strict=True)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Save as Trainer does, but the training arguments as JSON (``*_token`` fields redacted) instead of the
+        pickled ``training_args.bin``: nothing this toolkit writes needs unpickling to read."""
+        super()._save(output_dir, state_dict=state_dict)
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        if self.args.should_save:
+            (output_dir / TRAINING_ARGS_NAME).unlink(missing_ok=True)
+            (output_dir / "training_args.json").write_text(self.args.to_json_string() + "\n")
 
     def accumulation_steps(self) -> int:
         return getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps

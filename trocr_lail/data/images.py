@@ -36,7 +36,7 @@ def describe(value) -> str:
     return "embedded image bytes"
 
 
-def open_image(value, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int = MIN_IMAGE_SIDE) -> Image.Image:
+def open_image(value, max_pixels: int | None = None, min_side: int | None = None) -> Image.Image:
     """Decode ``value`` (a PIL image, a path, or datasets' ``{"bytes", "path"}``) fully, checking its size from the
     header first so that an oversized image is refused before its pixels are allocated."""
     if isinstance(value, Image.Image):
@@ -61,6 +61,7 @@ def open_image(value, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int = MIN_IM
         except (OSError, ValueError, SyntaxError) as err:
             raise BadImage(f"{where}: not a readable image ({err}); re-export or remove it") from None
     width, height = image.size
+    max_pixels, min_side = max_pixels or MAX_IMAGE_PIXELS, min_side or MIN_IMAGE_SIDE
     if min(width, height) < min_side:
         raise BadImage(f"{describe(value)}: image is {width}x{height} pixels, below {min_side} on a side; "
                        "remove it or fix the crop")

@@ -7,6 +7,7 @@ transcription is non-empty and encodable by the tokenizer, and how many exceed `
 and file, or, with ``skip_bad_samples``, the rows are dropped and counted. Policy on cost: every image is
 decoded once, before training, on the main process only (other DDP ranks receive its report); nothing is
 cached, so a big dataset that was validated already can set ``validate_images: false`` to check text only.
+Synthetic data (rendered by us, in process) gets the text checks only during training runs.
 """
 
 from __future__ import annotations
@@ -146,10 +147,9 @@ def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of the ``validate`` command (for a CLI's sub-parser): a recipe plus overrides of its fields."""
+    """Arguments of the ``validate`` command (for a CLI's sub-parser). Recipe fields can be overridden with their
+    own flags (``--data_dir data/``): parse with ``parse_known_args`` and store the rest in ``args.overrides``."""
     parser.add_argument("--config", required=True, help="YAML recipe whose data and model settings to check.")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER,
-                        help="Recipe fields to override, e.g. --data_dir data/ --max_target_length 96.")
     return parser
 
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from ..run import parse_args
     from .sources import load_splits
 
-    model_args, data_args, _, _ = parse_args(["--config", args.config, *args.overrides])
+    model_args, data_args, _, _ = parse_args(["--config", args.config, *getattr(args, "overrides", [])])
     processor = load_processor(model_args)
     splits = load_splits(data_args)
     summary = validate_splits(splits, processor.tokenizer, model_args.max_target_length,
@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="python -m trocr_lail.data.validate", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run(parser.parse_args(argv))
+    args, args.overrides = parser.parse_known_args(argv)
+    return run(args)
 
 
 if __name__ == "__main__":
