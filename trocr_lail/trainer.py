@@ -79,6 +79,3 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         if self.args.should_save:
             (output_dir / TRAINING_ARGS_NAME).unlink(missing_ok=True)
             (output_dir / "training_args.json").write_text(self.args.to_json_string() + "\n")
-
-    def accumulation_steps(self) -> int:
-        return getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
