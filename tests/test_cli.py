@@ -30,7 +30,7 @@ def image_dir(tmp_path_factory):
 
 
 def test_subcommands_registered_in_one_place():
-    assert list(SUBCOMMANDS) == ["predict", "evaluate", "export", "push"]
+    assert list(SUBCOMMANDS) == ["predict", "evaluate", "export", "validate", "push"]
 
 
 def test_predict_prints_texts(exported, image_dir, capsys):

@@ -61,8 +61,8 @@ def test_no_local_paths_user_or_token_anywhere(lail_run):
             text = path.read_text()
             assert not any(value in text for value in private), path
             assert "hf_" not in text or "hf_hub" in text
-    args = torch.load(lail_run / "training_args.bin", weights_only=False)
-    assert args.push_to_hub is False and args.hub_token is None  # Trainer never pushed the training model
+    args = json.loads((lail_run / "training_args.json").read_text())  # replaces the pickled training_args.bin
+    assert args["push_to_hub"] is False and args.get("hub_token") in (None, "<HUB_TOKEN>")  # redacted, never pushed
 
 
 @pytest.mark.slow

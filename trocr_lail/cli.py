@@ -166,10 +166,19 @@ def run_push(args) -> int:
     return 0
 
 
+def add_validate(parser: argparse.ArgumentParser) -> None:
+    from .data.validate import add_arguments, run
+
+    add_arguments(parser)
+    parser.set_defaults(run=lambda args, extra: run(argparse.Namespace(**vars(args), overrides=extra)),
+                        allow_extra=True)
+
+
 SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
+    "validate": (add_validate, "Check a recipe's dataset up front (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
 }
 

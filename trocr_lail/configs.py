@@ -19,6 +19,9 @@ class ModelArguments:
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) to load."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modeling code from the Hub. Off: it runs arbitrary code."})
+    allow_pickle_weights: bool = field(
+        default=False, metadata={"help": "Allow loading pickled .bin/.pt weights (model and LAIL LLM). Off: only "
+                                         "safetensors load, since unpickling can run arbitrary code."})
     max_target_length: int = field(
         default=128, metadata={"help": "Transcriptions longer than this many tokens (EOS included) are truncated, "
                                        "and counted in a warning."})
@@ -62,6 +65,15 @@ class DataArguments:
     test_split: str | None = field(default="test", metadata={"help": "Split for the final test CER; null to skip."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test splits."})
+    validate_images: bool = field(
+        default=True, metadata={"help": "Before training, decode every image of every split once (main process) "
+                                        "to catch unreadable, empty or absurdly sized files; false checks text "
+                                        "only (for a large dataset already checked with "
+                                        "`python -m trocr_lail.data.validate`)."})
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "Drop rows that fail validation, and images that fail to decode during "
+                                         "training, counting them (reported before training and at the end), "
+                                         "instead of stopping with an error naming them."})
     augment: bool = field(
         default=True, metadata={"help": "TrOCR-style augmentation (rotation, blur, dilation/erosion, scale jitter) "
                                         "on the training split only."})
@@ -80,6 +92,10 @@ class TrainingArguments(Seq2SeqTrainingArguments):
                                         "processor and generation config, loadable by pipeline('image-to-text')."})
     num_preview_predictions: int = field(
         default=5, metadata={"help": "Test predictions printed next to the truth at the end."})
+    nonfinite_loss_policy: str = field(
+        default="stop", metadata={"help": "When a loss term (s2s or a LAIL tap) is NaN/inf: 'skip' drops that "
+                                          "optimizer step's update and goes on; 'stop' drops it, saves a checkpoint "
+                                          "and stops with an error naming the step and term."})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improving metric_for_best_model."})
     hub_dry_run: bool = field(

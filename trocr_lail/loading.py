@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from transformers import GenerationConfig, TrOCRProcessor, VisionEncoderDecoderModel
 
+from .availability import hub_resource
 from .configs import ModelArguments
 from .tiny import build_tiny_model, build_tiny_processor
 
 
-def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
+def hub_kwargs(args: ModelArguments) -> dict:
+    """Loading options shared by every ``from_pretrained`` of a run. Pickled ``.bin`` weights can run code when
+    loaded, so safetensors are required unless ``allow_pickle_weights`` says otherwise."""
+    return {"revision": args.revision, "trust_remote_code": args.trust_remote_code,
+            "use_safetensors": None if args.allow_pickle_weights else True}
+
+
+def load_processor(args: ModelArguments) -> TrOCRProcessor:
     if args.model_name_or_path == "tiny":
-        processor = build_tiny_processor(args.tiny_image_height, args.tiny_image_width)
+        return build_tiny_processor(args.tiny_image_height, args.tiny_image_width)
+    name = args.processor_name_or_path or args.model_name_or_path
+    with hub_resource("processor", name, "processor_name_or_path / model_name_or_path"):
+        return TrOCRProcessor.from_pretrained(name, revision=args.revision, trust_remote_code=args.trust_remote_code)
+
+
+def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
+    processor = load_processor(args)
+    if args.model_name_or_path == "tiny":
         model = build_tiny_model(
             processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
             decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
@@ -19,10 +35,8 @@ def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDeco
         if model_class is not VisionEncoderDecoderModel:
             model = model_class(config=model.config, **model_kwargs)
     else:
-        common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
-        processor = TrOCRProcessor.from_pretrained(args.processor_name_or_path or args.model_name_or_path, **common)
-        model = model_class.from_pretrained(args.model_name_or_path, use_safetensors=True, **common,
-                                            **model_kwargs)
+        with hub_resource("model", args.model_name_or_path, "model_name_or_path"):
+            model = model_class.from_pretrained(args.model_name_or_path, **hub_kwargs(args), **model_kwargs)
     set_special_tokens(model, processor.tokenizer)
     return processor, model
 

@@ -12,8 +12,9 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
-from .data.augment import Augment
-from .data.collator import LailCollator, LineCollator, encode_targets
+from .checkpoints import resolve_resume
+from .data.collator import LailCollator, LineCollator
+from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
 from .export import export_model
 from .hub import publish, save_run_facts, take_push_request
@@ -37,13 +38,14 @@ def main(argv: list[str] | None = None) -> dict:
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     push_request = take_push_request(training_args)  # before Trainer exists: it must not push the training model
     set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.
     processor, model = load_processor_and_model(model_args)
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
+    splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
+                                                    data_args, is_main=training_args.process_index == 0)
     train_dataset = splits[data_args.train_split]
-    _warn_overlong(processor.tokenizer, list(train_dataset["text"]), model_args.max_target_length)
-    if data_args.augment:
-        train_dataset = train_dataset.with_transform(Augment())
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
     _align_generation(model, training_args)
 
@@ -56,8 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = build_trainer(model, processor, training_args, train_dataset, eval_dataset, collator,
                             **trainer_kwargs)
     start = time.perf_counter()
-    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - start
+    trainer.nonfinite.raise_if_stopped(training_args.output_dir)
     trainer.save_model()
     trainer.save_state()
     if peft_args.use_peft and trainer.is_world_process_zero():
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
                             num_beams=training_args.generation_num_beams or 1,
                             max_length=training_args.generation_max_length or model_args.max_target_length)
         logger.info("Exported plain VisionEncoderDecoder model to %s", path)
+    skipped = skip_report(data_summary, decoders)
+    if skipped and trainer.is_world_process_zero():
+        logger.warning(skipped)
+    metrics["nonfinite_skipped_steps"] = trainer.nonfinite.skipped_steps
     if trainer.is_world_process_zero():
         for plot in plot_training(trainer.state.log_history, training_args.output_dir):
             logger.info("Wrote %s", plot)
@@ -106,7 +113,8 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
     from .lail.modeling import LailVisionEncoderDecoderModel
     from .lail.trainer import LailTrainer
 
-    llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code)
+    llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code,
+                                         allow_pickle_weights=model_args.allow_pickle_weights)
     model = LailVisionEncoderDecoderModel.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
     model.attach_llm(llm, checkpointing=lail_args.lail_llm_gradient_checkpointing)
     if lail_args.lail_connectors_path:
@@ -136,14 +144,6 @@ def _align_generation(model, args: TrainingArguments) -> None:
         model.generation_config.num_beams = args.generation_num_beams
     if args.generation_max_length:
         model.generation_config.max_length = args.generation_max_length
-
-
-def _warn_overlong(tokenizer, texts: list[str], max_length: int) -> None:
-    # Counted up front over the whole split: the collator's own counter lives in dataloader workers.
-    _, truncated = encode_targets(tokenizer, texts, max_length)
-    if truncated:
-        logger.warning("%d of %d training transcriptions exceed max_target_length=%d tokens and will be truncated.",
-                       truncated, len(texts), max_length)
 
 
 def _preview(references: list[str], predictions: list[str], count: int) -> None:

@@ -9,9 +9,14 @@ divided by that count, so ``gradient_accumulation_steps=2, batch=b`` gives the s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
+from transformers.trainer import TRAINING_ARGS_NAME
+
+from .nonfinite import NonFiniteLossGuard
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None,
@@ -29,11 +34,19 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         # We consume num_items_in_batch in compute_loss, so Trainer must count tokens and not divide by the
         # accumulation steps a second time.
         self.model_accepts_loss_kwargs = True
+        self.nonfinite = NonFiniteLossGuard(getattr(self.args, "nonfinite_loss_policy", "stop"))
+        self.add_callback(self.nonfinite)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
         loss = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
+        self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
+
+    def check_finite(self, model, **terms) -> None:
+        """Report non-finite loss terms of a training micro-batch (see ``nonfinite.py`` for what happens next)."""
+        if model.training:
+            self.nonfinite.check(terms, self.state.global_step)
 
     def s2s_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
@@ -58,5 +71,11 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
                                f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
         target.load_state_dict(reloaded.state_dict(), strict=True)
 
-    def accumulation_steps(self) -> int:
-        return getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Save as Trainer does, but the training arguments as JSON (``*_token`` fields redacted) instead of the
+        pickled ``training_args.bin``: nothing this toolkit writes needs unpickling to read."""
+        super()._save(output_dir, state_dict=state_dict)
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        if self.args.should_save:
+            (output_dir / TRAINING_ARGS_NAME).unlink(missing_ok=True)
+            (output_dir / "training_args.json").write_text(self.args.to_json_string() + "\n")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .images import BadImage, load_rgb
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,7 +33,14 @@ class LineCollator:
     num_truncated: int = field(default=0, init=False)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        images = [example["image"].convert("RGB") for example in examples]
+        usable = [example for example in examples if example["image"] is not None]  # None: skipped by DecodeImages
+        if not usable:
+            raise BadImage(f"All {len(examples)} images of a batch failed to decode (see the warnings above); "
+                           "check the dataset with `python -m trocr_lail.data.validate`.")
+        return self.collate(usable)
+
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        images = [load_rgb(example["image"]) for example in examples]
         pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
         ids, truncated = encode_targets(self.processor.tokenizer, [e["text"] for e in examples],
                                         self.max_target_length)
@@ -55,8 +64,8 @@ class LailCollator(LineCollator):
     llm_tokenizer: object = None
     prompt: str | None = None
 
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = super().__call__(examples)
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        batch = super().collate(examples)
         tok = self.llm_tokenizer
         prompt = tok(self.prompt, add_special_tokens=False)["input_ids"] if self.prompt else []
         texts, _ = encode_targets(tok, [e["text"] for e in examples], self.max_target_length)

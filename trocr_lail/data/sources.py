@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 
+from ..availability import hub_resource
 from ..configs import DataArguments
 from .synthetic import generate
 
@@ -43,7 +44,8 @@ def load_split(args: DataArguments, split: str) -> datasets.Dataset:
 
 
 def _hub_splits(args: DataArguments, splits: list[str]) -> dict[str, datasets.Dataset]:
-    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+    with hub_resource("dataset", args.dataset_name, "dataset_name", repo_type="dataset"):
+        loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
     result = {}
     for split in splits:
         if split not in loaded:

@@ -35,7 +35,6 @@ class LailTrainer(LineRecognitionTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         llm_inputs = self.llm_inputs(inputs)
-        scale = 1.0 / self.accumulation_steps() if num_items_in_batch is not None else 1.0
         if model.training and self.connector_only():
             outputs = model(pixel_values=inputs["pixel_values"], lail_only=True, **llm_inputs)
             s2s = None
@@ -45,14 +44,40 @@ class LailTrainer(LineRecognitionTrainer):
                             **(llm_inputs if use_lail else {}))
             s2s = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
         lail_losses = getattr(outputs, "lail_losses", None)
+        taps = {} if lail_losses is None else {f"lail_layer_{layer}": value
+                                                for layer, value in zip(self.lail_args.lail_layers, lail_losses)}
+        self.check_finite(model, s2s=s2s, **taps)
         alpha = self.alpha()
         loss = s2s if s2s is not None else 0.0
         if lail_losses is not None:
             weighted = (self.layer_weights.to(lail_losses.device) * lail_losses).sum()
-            # Per-micro-batch means: Trainer does not divide this loss by the accumulation steps, so we do.
-            loss = loss + alpha * weighted * scale
+            loss = loss + alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
         self._record("train" if model.training else "eval", outputs, inputs["labels"], lail_losses, alpha)
         return (loss, outputs) if return_outputs else loss
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Also count the LLM's target tokens in the whole optimizer step (micro-batches and processes), so the LAIL
+        term is normalised like the s2s loss: DDP and gradient accumulation give the full-batch gradient even when
+        line lengths differ between micro-batches or processes."""
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._llm_items = None
+        if num_items is not None and batch_samples and "llm_labels" in batch_samples[0]:
+            count = sum(self.llm_inputs(batch)["llm_labels"].ne(-100).sum() for batch in batch_samples).to(device)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                count = self.accelerator.gather(count).sum()
+            self._llm_items = count
+        return batch_samples, num_items
+
+    def token_normalised(self, mean_loss: torch.Tensor, llm_labels: torch.Tensor, training: bool) -> torch.Tensor:
+        """``mean_loss`` is a token mean over this micro-batch; turn it into this micro-batch's share of the token
+        mean over the optimizer step (Trainer neither divides by accumulation steps nor undoes DDP's average)."""
+        total = getattr(self, "_llm_items", None)
+        if not training or total is None:
+            return mean_loss
+        share = mean_loss * llm_labels.ne(-100).sum() / total.clamp(min=1)
+        if self.args.average_tokens_across_devices:
+            share = share * self.accelerator.num_processes
+        return share
 
     def _record(self, mode, outputs, labels, lail_losses, alpha) -> None:
         metrics = self._metrics[mode]

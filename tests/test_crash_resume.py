@@ -1,0 +1,75 @@
+"""Kill a training run with SIGKILL between checkpoints, re-run the same command: it resumes from the last
+complete checkpoint and its per-step losses equal those of a run that was never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_ARGS
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS, SAVE_EVERY = 12, 4
+# Slows each step (not its math) so the kill lands between checkpoints: loaded at interpreter start-up.
+SLOW_STEPS = """
+import time
+from trocr_lail.trainer import LineRecognitionTrainer
+_step = LineRecognitionTrainer.training_step
+def training_step(self, *args, **kwargs):
+    time.sleep(0.25)
+    return _step(self, *args, **kwargs)
+LineRecognitionTrainer.training_step = training_step
+"""
+
+
+def command(output_dir: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "recipes" / "finetune.py"), *TINY_ARGS,
+            "--synthetic", "true", "--synthetic_train_samples", "96", "--synthetic_eval_samples", "2",
+            "--augment", "false", "--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
+            "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--logging_steps", "1",
+            "--learning_rate", "1e-3", "--seed", "3", "--validation_split", "null", "--test_split", "null",
+            "--export", "false", "--use_cpu", "true", "--report_to", "none", "--dataloader_num_workers", "1",
+            "--output_dir", str(output_dir)]
+
+
+def losses(output_dir: Path) -> dict[int, float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    hooks = tmp_path_factory.mktemp("hooks")
+    (hooks / "sitecustomize.py").write_text(SLOW_STEPS)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("datasets-cache"))}
+
+
+def test_sigkill_then_same_command_resumes_exactly(tmp_path, env):
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=300)
+
+    process = subprocess.Popen(command(crashed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = crashed / f"checkpoint-{SAVE_EVERY}" / "trainer_state.json"
+    deadline = time.monotonic() + 240
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # killed, not finished
+    assert sorted(p.name for p in crashed.glob("checkpoint-*")) == [f"checkpoint-{SAVE_EVERY}"]
+    assert not (crashed / "trainer_state.json").exists()
+
+    result = subprocess.run(command(crashed), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from {crashed / f'checkpoint-{SAVE_EVERY}'}" in result.stderr
+    expected, resumed = losses(reference), losses(crashed)
+    assert sorted(resumed) == list(range(1, STEPS + 1))
+    for step in range(SAVE_EVERY + 1, STEPS + 1):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step

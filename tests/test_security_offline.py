@@ -1,0 +1,94 @@
+"""Secrets never reach disk, pickles and remote code need explicit flags, an uncached Hub id fails before training
+with a message that says how to make it available."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import VisionEncoderDecoderModel
+
+from trocr_lail.availability import ResourceUnavailableError
+from trocr_lail.configs import DataArguments, ModelArguments
+from trocr_lail.data.sources import load_splits
+from trocr_lail.lail.config import LailArguments
+from trocr_lail.lail.llm import load_frozen_llm
+from trocr_lail.loading import hub_kwargs, load_processor_and_model
+from trocr_lail.run import main
+
+from conftest import TINY_ARGS, make_tiny_model
+
+FAKE_TOKEN = "hf_reliabilityTestFakeToken0123456789abcdef"
+FAKE_ID = "no-such-org/no-such-model-xyz"
+RUN = ["--synthetic", "true", "--synthetic_train_samples", "8", "--synthetic_eval_samples", "2",
+       "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true", "--logging_steps", "1",
+       "--generation_max_length", "8", "--validation_split", "null", "--dataloader_num_workers", "0"]
+
+
+def saved_tiny(tmp_path, processor, safe=True) -> Path:
+    folder = tmp_path / "local-model"
+    model = make_tiny_model(processor)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    if not safe:  # transformers 5.x no longer writes pickles itself: make the legacy layout by hand
+        (folder / "model.safetensors").unlink()
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+@pytest.mark.slow
+def test_token_and_local_paths_never_written(tmp_path, tiny_processor, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    model_dir = saved_tiny(tmp_path, tiny_processor)
+    out = tmp_path / "out"
+    main(["--model_name_or_path", str(model_dir), *RUN, "--max_steps", "2", "--save_strategy", "steps",
+          "--save_steps", "1", "--output_dir", str(out), "--push_to_hub", "false"])
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "export").is_dir()
+    for path in written:
+        assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+    assert not [p for p in written if p.name == "training_args.bin"]  # pickles: replaced by training_args.json
+    assert (out / "training_args.json").is_file()
+    for path in (out / "export").iterdir():  # what gets pushed must not reveal this machine's layout
+        assert str(tmp_path).encode() not in path.read_bytes(), path
+
+
+def test_hub_token_argument_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="HF_TOKEN"):
+        main(TINY_ARGS + RUN + ["--hub_token", FAKE_TOKEN, "--output_dir", str(tmp_path)])
+
+
+def test_pickled_weights_need_a_flag(tmp_path, tiny_processor):
+    model_dir = saved_tiny(tmp_path, tiny_processor, safe=False)
+    assert (model_dir / "pytorch_model.bin").is_file() and not (model_dir / "model.safetensors").exists()
+    with pytest.raises(OSError, match="safetensors"):
+        load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir)))
+    _, model = load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir), allow_pickle_weights=True))
+    assert isinstance(model, VisionEncoderDecoderModel)
+    defaults = hub_kwargs(ModelArguments(model_name_or_path="x"))
+    assert defaults["trust_remote_code"] is False and defaults["use_safetensors"] is True
+
+
+@pytest.mark.parametrize("what", ["model", "dataset", "llm"])
+def test_uncached_hub_id_says_how_to_get_it(what, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ResourceUnavailableError) as caught:
+        if what == "model":
+            load_processor_and_model(ModelArguments(model_name_or_path=FAKE_ID))
+        elif what == "dataset":
+            load_splits(DataArguments(dataset_name=FAKE_ID))
+        else:
+            load_frozen_llm(LailArguments(lail=True, lail_llm=FAKE_ID))
+    message = str(caught.value)
+    assert f"'{FAKE_ID}'" in message and "not in the local cache" in message and "HF_HUB_OFFLINE" in message
+    assert f"hf download {FAKE_ID}" in message and "local directory" in message
+    assert ("--repo-type dataset" in message) == (what == "dataset")
+
+
+def test_run_fails_before_training_on_an_uncached_llm(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    with pytest.raises(ResourceUnavailableError, match="lail_llm"):
+        main(TINY_ARGS + RUN + ["--lail", "true", "--lail_llm", FAKE_ID, "--max_steps", "1",
+                                "--output_dir", str(out)])
+    assert not (out / "trainer_state.json").exists() and not list(out.glob("checkpoint-*"))

@@ -1,0 +1,183 @@
+"""Check a dataset before any training step: every image decodes (and converts to RGB), has a sane size, every
+transcription is non-empty and encodable by the tokenizer, and how many exceed ``max_target_length``.
+
+    python -m trocr_lail.data.validate --config recipes/trocr-base/baseline.yaml [--flag value ...]
+
+``run.main`` calls :func:`validate_splits` before training: problems stop the run with an error naming each row
+and file, or, with ``skip_bad_samples``, the rows are dropped and counted. Policy on cost: every image is
+decoded once, before training, on the main process only (other DDP ranks receive its report); nothing is
+cached, so a big dataset that was validated already can set ``validate_images: false`` to check text only.
+Synthetic data (rendered by us, in process) gets the text checks only during training runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+import datasets
+
+from .images import BadImage, describe, open_image, to_rgb
+
+SHOWN_PROBLEMS = 10
+
+
+@dataclass
+class Problem:
+    split: str
+    row: int  # 0-based index into the split
+    source: str  # the image file, or "embedded image bytes"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.split} row {self.row} ({self.source}): {self.message}"
+
+
+@dataclass
+class SplitSummary:
+    name: str
+    rows: int
+    problems: list[Problem] = field(default_factory=list)
+    truncated: int = 0  # targets longer than max_target_length tokens (truncated, not dropped)
+    longest: int = 0  # tokens, EOS included
+    modes: Counter = field(default_factory=Counter)
+    min_size: tuple[int, int] | None = None  # (width, height) of the narrowest image
+    max_size: tuple[int, int] | None = None  # ... and of the widest
+    images_checked: bool = True
+
+    def bad_rows(self) -> list[int]:
+        return sorted({problem.row for problem in self.problems})
+
+
+@dataclass
+class ValidationSummary:
+    splits: dict[str, SplitSummary]
+    max_target_length: int
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [problem for split in self.splits.values() for problem in split.problems]
+
+    def num_bad_rows(self) -> int:
+        return sum(len(split.bad_rows()) for split in self.splits.values())
+
+    def format(self) -> str:
+        lines = []
+        for s in self.splits.values():
+            images = (f"modes {dict(s.modes)}, sizes {s.min_size}..{s.max_size} (w x h)" if s.images_checked
+                      else "images not checked")
+            lines.append(f"{s.name}: {s.rows} rows, {len(s.bad_rows())} bad; {images}; longest target {s.longest} "
+                         f"tokens, {s.truncated} over max_target_length={self.max_target_length} (truncated)")
+        problems = self.problems
+        lines += [f"  {problem}" for problem in problems[:SHOWN_PROBLEMS]]
+        if len(problems) > SHOWN_PROBLEMS:
+            lines.append(f"  ... and {len(problems) - SHOWN_PROBLEMS} more problems")
+        return "\n".join(lines)
+
+    def error_message(self) -> str:
+        return (f"Dataset validation found {len(self.problems)} problem(s) in {self.num_bad_rows()} row(s):\n"
+                f"{self.format()}\nFix or remove these rows, or set skip_bad_samples: true to drop them (counted).")
+
+    def drop_bad_rows(self, splits: datasets.DatasetDict) -> datasets.DatasetDict:
+        kept = {}
+        for name, dataset in splits.items():
+            bad = set(self.splits[name].bad_rows()) if name in self.splits else set()
+            kept[name] = dataset.select([i for i in range(len(dataset)) if i not in bad]) if bad else dataset
+            if len(kept[name]) == 0:
+                raise ValueError(f"Split '{name}' has no usable rows left after dropping bad samples.")
+        return datasets.DatasetDict(kept)
+
+
+def unencodable_chars(tokenizer, texts) -> set[str]:
+    """Characters the tokenizer maps to its unknown token (checked once per distinct character)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:  # byte-level BPE and the like encode everything
+        return set()
+    chars = sorted({ch for text in texts for ch in text if not ch.isspace()})
+    encoded = tokenizer(chars, add_special_tokens=False)["input_ids"] if chars else []
+    return {ch for ch, ids in zip(chars, encoded) if unk in ids}
+
+
+def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int, name: str = "train",
+                   check_images: bool = True) -> SplitSummary:
+    summary = SplitSummary(name=name, rows=len(dataset), images_checked=check_images)
+    texts = list(dataset["text"])
+    raw = dataset.cast_column("image", datasets.Image(decode=False)) if check_images else None
+    sources = [describe(value) for value in raw["image"]] if raw is not None else [f"row {i}" for i in range(len(texts))]
+    good_texts = []
+    for row, text in enumerate(texts):
+        if not isinstance(text, str):
+            summary.problems.append(Problem(name, row, sources[row], f"transcription is {text!r}, not text"))
+        elif not text.strip():
+            summary.problems.append(Problem(name, row, sources[row], "empty or whitespace-only transcription"))
+        else:
+            good_texts.append((row, text))
+    unknown = unencodable_chars(tokenizer, [text for _, text in good_texts])
+    for row, text in good_texts:
+        bad = sorted(set(text) & unknown)
+        if bad:
+            summary.problems.append(Problem(name, row, sources[row], f"characters the tokenizer cannot encode: "
+                                            f"{''.join(bad)!r}; replace them or use a tokenizer that covers them"))
+    encoded = tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"] if good_texts else []
+    lengths = [len(tokens) + 1 for tokens in encoded]  # + EOS, as the collator builds targets
+    summary.longest = max(lengths, default=0)
+    summary.truncated = sum(length > max_target_length for length in lengths)
+    if raw is not None:
+        for row, value in enumerate(raw["image"]):
+            try:
+                image = open_image(value)
+                summary.modes[image.mode] += 1
+                to_rgb(image)
+            except BadImage as err:
+                summary.problems.append(Problem(name, row, sources[row], str(err).removeprefix(sources[row] + ": ")))
+                continue
+            size = image.size
+            summary.min_size = size if summary.min_size is None or size[0] < summary.min_size[0] else summary.min_size
+            summary.max_size = size if summary.max_size is None or size[0] > summary.max_size[0] else summary.max_size
+    summary.problems.sort(key=lambda problem: problem.row)
+    return summary
+
+
+def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: int,
+                    check_images: bool = True) -> ValidationSummary:
+    return ValidationSummary({name: validate_split(dataset, tokenizer, max_target_length, name, check_images)
+                              for name, dataset in splits.items()}, max_target_length)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of the ``validate`` command (for a CLI's sub-parser). Recipe fields can be overridden with their
+    own flags (``--data_dir data/``): parse with ``parse_known_args`` and store the rest in ``args.overrides``."""
+    parser.add_argument("--config", required=True, help="YAML recipe whose data and model settings to check.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the recipe's splits and tokenizer, print the summary; exit status 1 if any row is bad."""
+    from ..loading import load_processor
+    from ..run import parse_args
+    from .sources import load_splits
+
+    model_args, data_args, *_ = parse_args(["--config", args.config, *getattr(args, "overrides", [])])
+    processor = load_processor(model_args)
+    splits = load_splits(data_args)
+    summary = validate_splits(splits, processor.tokenizer, model_args.max_target_length,
+                              check_images=data_args.validate_images)
+    print(summary.format())
+    if summary.problems:
+        print(f"\n{summary.num_bad_rows()} bad row(s). Fix or remove them, or set skip_bad_samples: true.")
+        return 1
+    print("\nOK: every row is usable.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m trocr_lail.data.validate", description=__doc__,
+                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
+    args, args.overrides = parser.parse_known_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
