@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from common import LAIL_RECIPE, build_lail, device, interleaved_medians, print_table, rows, to_device
+from trocr_lail.lail.modeling import text_positions  # after common, which puts this checkout first on sys.path
 
 TARGET = 1.15
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")
@@ -62,9 +63,10 @@ def llm_alone(llm, batch, taps: int, prefix_len: int):
     mask = torch.cat([batch["llm_attention_mask"].new_ones(rows_, prefix_len),
                       batch["llm_attention_mask"].repeat(taps, 1)], dim=1)
     targets = batch["llm_labels"].repeat(taps, 1).flatten()
+    keep = text_positions(prefix_len, text_len, device())
 
     def step():
-        logits = llm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=text_len + 1).logits[:, :-1]
+        logits = llm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
         F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=-100).backward()
         embeds.grad = None
 
@@ -105,7 +107,8 @@ def main(argv=None):
 
     base = times["baseline"]
     print(f"\nLAIL cost, {args.llm} LLM, batch {args.batch}, {taps} taps, text {batch['llm_input_ids'].shape[1]} "
-          f"tokens, {device()}, median of {args.repeats} interleaved steps. Baseline step {base * 1000:.0f} ms.\n")
+          f"tokens, {device()} ({torch.get_num_threads()} threads), median of {args.repeats} interleaved steps. "
+          f"Baseline step {base * 1000:.0f} ms.\n")
     table = []
     for name in [*VARIANTS, "checkpointing"]:
         prefix = prefixes[recipe if name == "checkpointing" else name]

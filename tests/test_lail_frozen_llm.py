@@ -24,3 +24,22 @@ def test_llm_has_no_gradients_and_no_optimizer_state_after_training(tmp_path, ti
     assert tensor_bytes(moments) == 2 * tensor_bytes(state)
     assert tensor_bytes(v for s in state.values() for k, v in s.items() if k not in ("exp_avg", "exp_avg_sq")) \
         <= 8 * len(state)  # the scalar step counters
+
+
+def test_lail_losses_match_a_full_logits_reference(tiny_processor, llm_tokenizer):
+    """The scored-positions-only LLM call gives the loss of the plain full-sequence computation."""
+    from test_lail import batch, make_lail
+
+    model, llm, _ = make_lail(tiny_processor, llm_tokenizer, layers=(1, 2))
+    inputs = batch(tiny_processor, llm_tokenizer)
+    hidden = model.encode_for_lail(inputs["pixel_values"])
+    losses = model.lail_losses(hidden, inputs["llm_input_ids"], inputs["llm_attention_mask"], inputs["llm_labels"])
+    text = llm.get_input_embeddings()(inputs["llm_input_ids"])
+    for tap, (connector, layer) in enumerate(zip(model.lail_connectors, model.lail_layers)):
+        prefix = connector(hidden[layer])
+        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long), inputs["llm_attention_mask"]], dim=1)
+        logits = llm(inputs_embeds=torch.cat([prefix, text], dim=1), attention_mask=mask).logits
+        labels = torch.cat([torch.full(prefix.shape[:2], -100), inputs["llm_labels"]], dim=1)
+        reference = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                                      ignore_index=-100)
+        torch.testing.assert_close(losses[tap], reference, rtol=1e-5, atol=1e-6)
