@@ -32,3 +32,32 @@ def load_frozen_llm(args: LailArguments, trust_remote_code: bool = False, allow_
     llm.requires_grad_(False)
     llm.eval()
     return llm, tokenizer
+
+
+def prepare_llm_for_deepspeed(llm, accelerator):
+    """Under DeepSpeed ZeRO-3, wrap the frozen LLM in an inference-only DeepSpeed engine; otherwise return it as is.
+
+    With ZeRO-3's ``zero3_init_flag`` transformers loads *every* model partitioned, the LLM included. The LLM is not
+    the Trainer's model, so nothing would gather its shards at forward time: like trl's ``prepare_deepspeed`` for
+    reference/teacher models, give it its own stage-3 engine (no optimizer) and keep it in eval mode. Under ZeRO-1/2
+    the LLM is loaded whole and has no optimizer state or gradients to shard, so it is left alone.
+    """
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return llm
+    import copy
+
+    import deepspeed
+
+    config = copy.deepcopy(plugin.deepspeed_config)
+    for key in ("optimizer", "scheduler"):  # an inference engine has neither
+        config.pop(key, None)
+    hidden = llm.config.hidden_size
+    # trl's bucket sizes for a model that only runs forward/backward-to-inputs: scale them with the LLM's width.
+    config["zero_optimization"].update({"reduce_bucket_size": hidden * hidden,
+                                        "stage3_param_persistence_threshold": 10 * hidden,
+                                        "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden)})
+    engine, *_ = deepspeed.initialize(model=llm, config=config)
+    engine.requires_grad_(False)
+    engine.eval()
+    return engine

@@ -22,6 +22,11 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from .connectors import build_connector
 
 
+def text_positions(prefix_len: int, text_len: int, device) -> torch.Tensor:
+    """Positions whose next-token logits score the text: the last prefix position up to the second-to-last token."""
+    return torch.arange(prefix_len - 1, prefix_len + text_len - 1, device=device)
+
+
 @dataclass
 class LailSeq2SeqLMOutput(Seq2SeqLMOutput):
     lail_losses: torch.FloatTensor | None = None  # (num_taps,): token-mean LLM loss per tapped layer
@@ -105,15 +110,17 @@ class LailVisionEncoderDecoderModel(VisionEncoderDecoderModel):
         inputs = torch.cat([prefixes.to(text.dtype), text.repeat(taps, 1, 1)], dim=1)
         mask = torch.cat([llm_attention_mask.new_ones(taps * batch, prefix_len), llm_attention_mask.repeat(taps, 1)],
                          dim=1)
-        # Only text positions are scored: ask for the last text_len + 1 logits instead of all prefix positions.
+        # Only the positions that predict text tokens get logits: no vocab projection over the prefix, and no
+        # slice of a larger (rows, positions, vocab) tensor, whose flatten would copy it.
+        keep = text_positions(prefix_len, text_len, inputs.device)
+
         def score(embeds, attention):
-            return llm(inputs_embeds=embeds, attention_mask=attention, logits_to_keep=text_len + 1).logits
+            return llm(inputs_embeds=embeds, attention_mask=attention, logits_to_keep=keep).logits
 
         if self.llm_checkpointing and torch.is_grad_enabled():
             logits = torch.utils.checkpoint.checkpoint(score, inputs, mask, use_reentrant=False)
         else:
             logits = score(inputs, mask)
-        logits = logits[:, :-1]
         targets = llm_labels.repeat(taps, 1)
         per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
                                     reduction="none").view(taps, batch * text_len)

@@ -12,6 +12,7 @@ import torch
 
 from ..trainer import LineRecognitionTrainer
 from .config import LailArguments, alpha_at
+from .llm import prepare_llm_for_deepspeed
 
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")
 
@@ -22,6 +23,9 @@ class LailTrainer(LineRecognitionTrainer):
         self.lail_args = lail_args
         self.layer_weights = torch.tensor(lail_args.layer_weights())
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        llm = getattr(self.model, "llm", None)
+        if llm is not None:  # after super().__init__: the accelerator (and its DeepSpeed config) exists only now
+            self.model.attach_llm(prepare_llm_for_deepspeed(llm, self.accelerator), self.model.llm_checkpointing)
 
     def alpha(self) -> float:
         return alpha_at(self.lail_args, self.state.global_step, self.state.max_steps)
