@@ -6,8 +6,10 @@ import pytest
 
 from trocr_lail.run import parse_args
 
+# accelerate_configs/ holds launcher configs (test_accelerate_configs.py), ablations/ grids (below).
 RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/*/*.yaml")
-                 if p.parent.name != "accelerate_configs")  # those are launcher configs: test_accelerate_configs.py
+                 if p.parent.name not in ("accelerate_configs", "ablations"))
+GRIDS = sorted(Path(__file__).parents[1].glob("recipes/ablations/*.yaml"))
 # GPU-only precision flags are switched off so the recipes validate on a CPU machine.
 CPU = ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
 
@@ -37,3 +39,14 @@ def test_paper_recipes(size, paper_cer):
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 64
     assert training.generation_num_beams == 10
     assert str(paper_cer) in recipe.read_text() and str(paper_cer) in (recipe.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: p.name)
+def test_ablation_grids_expand_to_valid_runs(grid_file):
+    from trocr_lail.ablation import FINETUNE, Grid, command
+
+    grid = Grid.from_file(grid_file)
+    assert grid.cells
+    for cell in grid.cells:
+        cmd = command(grid, cell)
+        parse_args(cmd[cmd.index(str(FINETUNE)) + 1:] + CPU)  # every cell's flags are valid run arguments
