@@ -74,7 +74,8 @@ def test_a_two_cell_grid_runs_and_resumes(tmp_path):
                      max_steps=2, per_device_train_batch_size=8, generation_max_length=8, logging_steps=1,
                      max_target_length=32)
     grid = Grid.from_file(write_grid(tmp_path, overrides=overrides, grid={"learning_rate": [1e-3, 1e-2]}))
-    rows = run_grid(grid)
+    assert [row["cell"] for row in run_grid(grid, shard=(1, 2))] == ["learning_rate=0.01"]
+    rows = run_grid(grid)  # runs the other shard's cell, re-uses this one
     assert [row["cell"] for row in rows] == ["learning_rate=0.001", "learning_rate=0.01"]
     assert all(0 <= row["test_cer"] for row in rows)
     (tmp_path / "out" / "learning_rate=0.01" / "export").rename(tmp_path / "moved")  # a rerun must not retrain

@@ -103,9 +103,12 @@ def command(grid: Grid, cell: Cell) -> list[str]:
             "--output_dir", str(out)]
 
 
-def run_grid(grid: Grid, dry_run: bool = False) -> list[dict]:
+def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Run (or collect) every cell; ``shard=(k, n)`` runs only cells k, k+n, ... so n processes can share a grid
+    (a final unsharded call then only collects)."""
     rows = []
-    for cell in grid.cells:
+    index, count = shard
+    for cell in grid.cells[index::count]:
         out = Path(grid.output_dir) / cell.name
         results = out / "test_results.json"
         cmd = command(grid, cell)
