@@ -36,3 +36,13 @@ def test_paper_recipes(size, paper_cer):
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 64
     assert training.generation_num_beams == 10
     assert str(paper_cer) in recipe.read_text() and str(paper_cer) in (recipe.parent / "README.md").read_text()
+
+
+def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():
+    import yaml
+
+    folder = Path(__file__).parents[1] / "recipes/quickstart"
+    baseline = yaml.safe_load((folder / "baseline.yaml").read_text())
+    lail = yaml.safe_load((folder / "lail.yaml").read_text())
+    assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
+        {k: v for k, v in baseline.items() if k != "output_dir"}

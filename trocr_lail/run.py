@@ -9,8 +9,10 @@ from pathlib import Path
 from transformers import EarlyStoppingCallback, set_seed
 
 from .configs import DataArguments, ModelArguments, TrainingArguments
+from .ctc import CtcVisionEncoderDecoderModel
 from .data.augment import Augment
 from .data.collator import LailCollator, LineCollator, encode_targets
+from .data.pixels import preprocess_images
 from .data.sources import load_splits
 from .export import export_model
 from .lail.config import LailArguments
@@ -32,8 +34,13 @@ def main(argv: list[str] | None = None) -> dict:
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
     processor, model = load_processor_and_model(model_args)
+    if training_args.ctc_weight > 0:
+        model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
+        if data_args.preprocess_images:
+            splits = {name: preprocess_images(split, processor.image_processor, desc=f"Resizing {name} images once")
+                      for name, split in splits.items()}
     train_dataset = splits[data_args.train_split]
     _warn_overlong(processor.tokenizer, list(train_dataset["text"]), model_args.max_target_length)
     if data_args.augment:

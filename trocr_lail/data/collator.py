@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .pixels import PIXELS, normalize_pixels, stack_pixels
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,8 +33,11 @@ class LineCollator:
     num_truncated: int = field(default=0, init=False)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        images = [example["image"].convert("RGB") for example in examples]
-        pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        if PIXELS in examples[0]:  # resized once at load time (data/pixels.py)
+            pixel_values = normalize_pixels(stack_pixels(examples), self.processor.image_processor)
+        else:
+            images = [example["image"].convert("RGB") for example in examples]
+            pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
         ids, truncated = encode_targets(self.processor.tokenizer, [e["text"] for e in examples],
                                         self.max_target_length)
         if truncated:
