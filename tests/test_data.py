@@ -149,3 +149,27 @@ def test_fast_dilate_and_erode_match_pil_rank_filters():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 50), dtype=np.uint8))
     assert np.array_equal(np.asarray(_dilate(image, None)), np.asarray(image.filter(ImageFilter.MinFilter(3))))
     assert np.array_equal(np.asarray(_erode(image, None)), np.asarray(image.filter(ImageFilter.MaxFilter(3))))
+
+
+def test_preprocessed_pixels_give_the_processors_pixel_values(tiny_processor):
+    import datasets
+
+    from trocr_lail.data.pixels import preprocess_images
+
+    rows = list(generate("test", 5, seed=1))
+    rows.append({"image": Image.new("L", (30, 90), 200), "text": "grey, tall"})  # other mode and aspect
+    dataset = datasets.Dataset.from_dict({"image": [r["image"] for r in rows], "text": [r["text"] for r in rows]})
+    dataset = dataset.cast_column("image", datasets.Image())
+    resized = preprocess_images(dataset, tiny_processor.image_processor)
+    assert resized.column_names == ["text", "pixels", "pixels_shape"] and resized[0]["pixels_shape"] == [3, 16, 64]
+    collate = LineCollator(tiny_processor, max_target_length=32)
+    from_pixels = collate([resized[i] for i in range(len(rows))])
+    from_images = collate([dataset[i] for i in range(len(rows))])
+    torch.testing.assert_close(from_pixels["pixel_values"], from_images["pixel_values"], rtol=0, atol=1e-6)
+    assert torch.equal(from_pixels["labels"], from_images["labels"])
+
+
+def test_preprocess_images_refuses_augmentation():
+    with pytest.raises(ValueError, match="preprocess_images needs augment: false"):
+        DataArguments(synthetic=True, preprocess_images=True)
+    DataArguments(synthetic=True, preprocess_images=True, augment=False)

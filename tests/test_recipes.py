@@ -50,3 +50,13 @@ def test_ablation_grids_expand_to_valid_runs(grid_file):
     for cell in grid.cells:
         cmd = command(grid, cell)
         parse_args(cmd[cmd.index(str(FINETUNE)) + 1:] + CPU)  # every cell's flags are valid run arguments
+
+
+def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():
+    import yaml
+
+    folder = Path(__file__).parents[1] / "recipes/quickstart"
+    baseline = yaml.safe_load((folder / "baseline.yaml").read_text())
+    lail = yaml.safe_load((folder / "lail.yaml").read_text())
+    assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
+        {k: v for k, v in baseline.items() if k != "output_dir"}

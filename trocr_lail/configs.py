@@ -33,6 +33,10 @@ class ModelArguments:
     tiny_encoder_dim: int = field(default=128, metadata={"help": "tiny model: ViT hidden size."})
     tiny_decoder_layers: int = field(default=2, metadata={"help": "tiny model: TrOCR decoder layers."})
     tiny_decoder_dim: int = field(default=128, metadata={"help": "tiny model: TrOCR decoder hidden size."})
+    tiny_dropout: float = field(default=0.1, metadata={"help": "tiny model: dropout in encoder and decoder."})
+    ctc_upsample: int = field(
+        default=1, metadata={"help": "CTC head (ctc_weight > 0): frames emitted per encoder patch column. Raise it "
+                                     "when lines have more characters than the encoder has patch columns."})
 
 
 @dataclass
@@ -77,6 +81,13 @@ class DataArguments:
     augment: bool = field(
         default=True, metadata={"help": "TrOCR-style augmentation (rotation, blur, dilation/erosion, scale jitter) "
                                         "on the training split only."})
+    preprocess_images: bool = field(
+        default=False, metadata={"help": "Resize every image once at load time and store uint8 pixels (cached by "
+                                         "datasets), so training steps do no image work. Needs augment: false."})
+
+    def __post_init__(self):
+        if self.preprocess_images and self.augment:
+            raise ValueError("preprocess_images needs augment: false (augmentation works on the original images)")
 
 
 @dataclass
@@ -104,3 +115,12 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     hub_lail_sidecar: bool = field(
         default=True, metadata={"help": "With push_to_hub on a LAIL run: also push lail/ (connector weights and "
                                         "config, never the LLM) so LAIL training can continue from the Hub model."})
+    ctc_weight: float = field(
+        default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
+                                       "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
+                                       "out of the export. Speeds up learning where to look (trocr_lail/ctc.py)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.ctc_weight < 0:
+            raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")

@@ -10,12 +10,15 @@ from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEnc
 
 from .adapters import merged
 
+TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
+
 
 def plain_model(model) -> VisionEncoderDecoderModel:
     """Copy the standard VisionEncoderDecoder weights of ``model`` (a subclass, or with adapters merged) into a
-    fresh plain model. Strict loading: a missing or extra standard key is an error, not a silent gap."""
+    fresh plain model. Strict loading: a missing or extra standard key is an error, not a silent gap. Training-only
+    parts (LAIL connectors, the CTC head) and their config entries (``lail``, ``ctc``) are left out."""
     config = VisionEncoderDecoderConfig.from_dict(
-        {k: v for k, v in model.config.to_dict().items() if not k.startswith("lail")})
+        {k: v for k, v in model.config.to_dict().items() if not k.startswith(TRAINING_ONLY_CONFIG_KEYS)})
     config.architectures = ["VisionEncoderDecoderModel"]
     plain = VisionEncoderDecoderModel(config=config)
     wanted = plain.state_dict().keys()

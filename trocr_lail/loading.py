@@ -30,7 +30,7 @@ def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDeco
         model = build_tiny_model(
             processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
             decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
-            patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length,
+            patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length, dropout=args.tiny_dropout,
         )
         if model_class is not VisionEncoderDecoderModel:
             model = model_class(config=model.config, **model_kwargs)

@@ -13,6 +13,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import resolve_resume
+from .ctc import CtcVisionEncoderDecoderModel
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
@@ -41,10 +42,13 @@ def main(argv: list[str] | None = None) -> dict:
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.
     processor, model = load_processor_and_model(model_args)
+    if training_args.ctc_weight > 0:
+        model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
-                                                    data_args, is_main=training_args.process_index == 0)
+                                                    data_args, is_main=training_args.process_index == 0,
+                                                    image_processor=processor.image_processor)
     train_dataset = splits[data_args.train_split]
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
     _align_generation(model, training_args)

@@ -5,10 +5,16 @@ micro-batches, all processes) only to models that declare they use it. VisionEnc
 ``**kwargs`` but ignores it, which silently mis-scales the loss. Here the loss is the token-summed cross-entropy
 divided by that count, so ``gradient_accumulation_steps=2, batch=b`` gives the same loss and gradients as
 ``batch=2b``, also when line lengths differ between micro-batches.
+
+With ``ctc_weight > 0`` (hybrid CTC/attention, ``trocr_lail/ctc.py``) the loss is
+``(sum_tokens CE + ctc_weight * sum_lines CTC) / num_items_in_batch``: the CTC term is normalised by the same
+target-token count, so it is exact under accumulation too. Component losses (``s2s_loss``, ``ctc_loss``, both
+per target token of the micro-batch) are logged next to ``loss``.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -16,6 +22,7 @@ import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
+from .ctc import ctc_loss_sum
 from .nonfinite import NonFiniteLossGuard
 
 
@@ -34,12 +41,19 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         # We consume num_items_in_batch in compute_loss, so Trainer must count tokens and not divide by the
         # accumulation steps a second time.
         self.model_accepts_loss_kwargs = True
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.nonfinite = NonFiniteLossGuard(getattr(self.args, "nonfinite_loss_policy", "stop"))
         self.add_callback(self.nonfinite)
+        if self.ctc_weight and getattr(self.accelerator.unwrap_model(self.model), "ctc_head", None) is None:
+            raise ValueError("ctc_weight > 0 needs a model with a CTC head (CtcVisionEncoderDecoderModel.from_plain)")
+
+    @property
+    def ctc_weight(self) -> float:
+        return getattr(self.args, "ctc_weight", 0.0) or 0.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
-        loss = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
+        loss = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)
         self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
 
@@ -48,12 +62,46 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         if model.training:
             self.nonfinite.check(terms, self.state.global_step)
 
+    def recognition_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        """The seq2seq loss, plus ``ctc_weight`` times the CTC loss when the model returns CTC logits."""
+        loss = self.s2s_loss(outputs, labels, num_items_in_batch)
+        ctc_logits = getattr(outputs, "ctc_logits", None)
+        if not self.ctc_weight or ctc_logits is None:
+            return loss
+        config = self.accelerator.unwrap_model(self.model).config
+        ctc_sum = ctc_loss_sum(ctc_logits, labels, blank_id=config.pad_token_id, eos_token_id=config.eos_token_id)
+        self.record("ctc_loss", ctc_sum.detach() / labels.ne(-100).sum().clamp(min=1))
+        return loss + self.ctc_weight * self._per_item(ctc_sum, labels, num_items_in_batch)
+
     def s2s_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-        loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
+        total = token_cross_entropy(outputs.logits, labels, num_items_in_batch=1,
+                                    label_smoothing=self.args.label_smoothing_factor)
+        self.record("s2s_loss", total.detach() / labels.ne(-100).sum().clamp(min=1))
+        return self._per_item(total, labels, num_items_in_batch)
+
+    def _per_item(self, total: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        """A summed loss divided by the target tokens of the optimizer step (default: of this micro-batch)."""
+        count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+        loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every process's tokens and DDP averages gradients: undo the average.
             loss = loss * self.accelerator.num_processes
         return loss
+
+    def record(self, key: str, value) -> None:
+        """Buffer a component loss (float or tensor; tensors are read only when logged, so no per-step sync)."""
+        self._metrics["train" if self.model.training else "eval"][key].append(value)
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Merge the buffered component losses, averaged over the logging interval and across processes."""
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        for key, values in self._metrics[mode].items():
+            if values:
+                mean = torch.tensor([float(v) for v in values]).mean().to(self.args.device)
+                logs[prefix + key] = self.accelerator.reduce(mean, reduction="mean").item()
+        self._metrics[mode].clear()
+        super().log(logs, *args, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Strict resume. Trainer loads a checkpoint's raw state dict non-strictly, but transformers 5.x saves some

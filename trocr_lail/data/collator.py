@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .images import BadImage, load_rgb
+from .pixels import PIXELS, normalize_pixels, stack_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,21 @@ class LineCollator:
     num_truncated: int = field(default=0, init=False)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        usable = [example for example in examples if example["image"] is not None]  # None: skipped by DecodeImages
+        # None: skipped by DecodeImages. Rows resized at load time carry pixels and no image.
+        usable = [example for example in examples if example.get("image", PIXELS) is not None]
         if not usable:
             raise BadImage(f"All {len(examples)} images of a batch failed to decode (see the warnings above); "
                            "check the dataset with `python -m trocr_lail.data.validate`.")
         return self.collate(usable)
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        size = presize_target(self.processor.image_processor)
-        images = [presize(load_rgb(example["image"]), size, self.processor.image_processor) for example in examples]
-        pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        if PIXELS in examples[0]:  # resized once at load time (data/pixels.py)
+            pixel_values = normalize_pixels(stack_pixels(examples), self.processor.image_processor)
+        else:
+            size = presize_target(self.processor.image_processor)
+            images = [presize(load_rgb(example["image"]), size, self.processor.image_processor)
+                      for example in examples]
+            pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
         ids, truncated = encode_targets(self.processor.tokenizer, [e["text"] for e in examples],
                                         self.max_target_length)
         if truncated:

@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from .augment import Augment
 from .images import DecodeImages
+from .pixels import preprocess_images
 from .validate import ValidationSummary, validate_splits
 
 logger = logging.getLogger("trocr_lail")
@@ -27,9 +28,11 @@ def validate_once(splits: datasets.DatasetDict, tokenizer, max_target_length: in
     return summary
 
 
-def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: int, data_args, is_main: bool = True):
+def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: int, data_args, is_main: bool = True,
+                   image_processor=None):
     """Return ``(splits, summary, decoders)``. Raises before training if a row is bad, unless
-    ``skip_bad_samples``; ``decoders[split].skipped`` counts images that failed later, during training."""
+    ``skip_bad_samples``; ``decoders[split].skipped`` counts images that failed later, during training. With
+    ``preprocess_images``, the checked rows are resized once with ``image_processor`` and need no decoder."""
     # Synthetic lines come from our own renderer, in process: decoding them all again would only cost time
     # (17 s for the quickstart's 8,600 lines, ~3% of its budget); their text is still checked.
     check_images = data_args.validate_images and not data_args.synthetic
@@ -47,6 +50,9 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
                            "be truncated.", split.truncated, split.rows, name, max_target_length, split.longest)
     decoders = {}
     for name in list(splits):
+        if data_args.preprocess_images:
+            splits[name] = preprocess_images(splits[name], image_processor, desc=f"Resizing {name} images once")
+            continue
         augment = Augment() if name == data_args.train_split and data_args.augment else None
         decoders[name] = DecodeImages(augment=augment, skip_bad=data_args.skip_bad_samples)
         raw = splits[name].cast_column("image", datasets.Image(decode=False))

@@ -6,6 +6,9 @@ positions are labelled -100. Gradients flow through the frozen LLM into the conn
 
 The LLM is deliberately *not* a submodule: it never appears in ``state_dict()``, ``parameters()``, optimizer
 groups, checkpoints, DDP buckets or the export. Inference (``generate``) never touches it.
+
+The class derives from ``CtcVisionEncoderDecoderModel``: with ``config.ctc`` set it also carries the training-only
+CTC head of hybrid CTC/attention (``trocr_lail/ctc.py``), so the two auxiliary losses combine.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
-from transformers.modeling_outputs import Seq2SeqLMOutput
 
+from ..ctc import CtcSeq2SeqLMOutput, CtcVisionEncoderDecoderModel
 from .connectors import build_connector
 
 
@@ -28,11 +31,11 @@ def text_positions(prefix_len: int, text_len: int, device) -> torch.Tensor:
 
 
 @dataclass
-class LailSeq2SeqLMOutput(Seq2SeqLMOutput):
+class LailSeq2SeqLMOutput(CtcSeq2SeqLMOutput):
     lail_losses: torch.FloatTensor | None = None  # (num_taps,): token-mean LLM loss per tapped layer
 
 
-class LailVisionEncoderDecoderModel(VisionEncoderDecoderModel):
+class LailVisionEncoderDecoderModel(CtcVisionEncoderDecoderModel):
     def __init__(self, config: VisionEncoderDecoderConfig, encoder=None, decoder=None):
         super().__init__(config=config, encoder=encoder, decoder=decoder)
         lail = getattr(config, "lail", None)
@@ -50,12 +53,15 @@ class LailVisionEncoderDecoderModel(VisionEncoderDecoderModel):
 
     @classmethod
     def from_plain(cls, model: VisionEncoderDecoderModel, lail_config: dict, llm_hidden_size: int):
-        """Wrap a loaded plain model's encoder and decoder (no copy) and add fresh connectors."""
+        """Wrap a loaded plain model's encoder and decoder (no copy) and add fresh connectors. A CTC head the
+        model already has (``CtcVisionEncoderDecoderModel.from_plain``) is kept, not re-initialised."""
         config = model.config
         config.lail = {**lail_config, "llm_hidden_size": llm_hidden_size}
         lail_model = cls(config=config, encoder=model.encoder, decoder=model.decoder)
         if getattr(model, "enc_to_dec_proj", None) is not None:  # exists only when widths differ
             lail_model.enc_to_dec_proj = model.enc_to_dec_proj
+        if getattr(model, "ctc_head", None) is not None:
+            lail_model.ctc_head = model.ctc_head
         lail_model.generation_config = model.generation_config
         return lail_model
 

@@ -1,4 +1,4 @@
-"""LAIL trainer: total loss = L_s2s + alpha(t) * sum_l lambda_l * L_CLM,l.
+"""LAIL trainer: total loss = L_s2s + alpha(t) * sum_l lambda_l * L_CLM,l (+ ctc_weight * L_CTC with a CTC head).
 
 Component losses are buffered per step and merged into the logs, averaged over the logging interval and across
 processes (the trl pattern). Evaluation records the LAIL loss too: with ``predict_with_generate``,
@@ -7,7 +7,6 @@ processes (the trl pattern). Evaluation records the LAIL loss too: with ``predic
 
 from __future__ import annotations
 
-from collections import defaultdict
 import torch
 
 from ..trainer import LineRecognitionTrainer
@@ -22,7 +21,6 @@ class LailTrainer(LineRecognitionTrainer):
         super().__init__(*args, **kwargs)
         self.lail_args = lail_args
         self.layer_weights = torch.tensor(lail_args.layer_weights())
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         llm = getattr(self.model, "llm", None)
         if llm is not None:  # after super().__init__: the accelerator (and its DeepSpeed config) exists only now
             self.model.attach_llm(prepare_llm_for_deepspeed(llm, self.accelerator), self.model.llm_checkpointing)
@@ -46,7 +44,7 @@ class LailTrainer(LineRecognitionTrainer):
             use_lail = not model.training or self.state.global_step % self.lail_args.lail_every_k_steps == 0
             outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"],
                             **(llm_inputs if use_lail else {}))
-            s2s = self.s2s_loss(outputs, inputs["labels"], num_items_in_batch)
+            s2s = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)  # + CTC if enabled
         lail_losses = getattr(outputs, "lail_losses", None)
         taps = {} if lail_losses is None else {f"lail_layer_{layer}": value
                                                 for layer, value in zip(self.lail_args.lail_layers, lail_losses)}
@@ -56,7 +54,7 @@ class LailTrainer(LineRecognitionTrainer):
         if lail_losses is not None:
             weighted = (self.layer_weights.to(lail_losses.device) * lail_losses).sum()
             loss = loss + alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
-        self._record("train" if model.training else "eval", outputs, inputs["labels"], lail_losses, alpha)
+        self._record("train" if model.training else "eval", lail_losses, alpha)
         return (loss, outputs) if return_outputs else loss
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -83,13 +81,9 @@ class LailTrainer(LineRecognitionTrainer):
             share = share * self.accelerator.num_processes
         return share
 
-    def _record(self, mode, outputs, labels, lail_losses, alpha) -> None:
+    def _record(self, mode, lail_losses, alpha) -> None:
+        # s2s_loss (and ctc_loss) are recorded by LineRecognitionTrainer.recognition_loss.
         metrics = self._metrics[mode]
-        if getattr(outputs, "logits", None) is not None:
-            with torch.no_grad():
-                metrics["s2s_loss"].append(
-                    torch.nn.functional.cross_entropy(outputs.logits.flatten(0, 1).float(), labels.flatten(),
-                                                      ignore_index=-100).item())
         if lail_losses is not None:
             values = lail_losses.detach().float().cpu()
             for layer, value in zip(self.lail_args.lail_layers, values):
@@ -104,14 +98,5 @@ class LailTrainer(LineRecognitionTrainer):
             unwrapped = self.accelerator.unwrap_model(model)
             with torch.no_grad():
                 hidden = unwrapped.encode_for_lail(inputs["pixel_values"])
-                self._record("eval", None, None, unwrapped.lail_losses(hidden, **llm_inputs), self.alpha())
+                self._record("eval", unwrapped.lail_losses(hidden, **llm_inputs), self.alpha())
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
-
-    def log(self, logs: dict, *args, **kwargs) -> None:
-        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
-        prefix = "eval_" if mode == "eval" else ""
-        for key, values in self._metrics[mode].items():
-            mean = torch.tensor(sum(values) / len(values), device=self.args.device)
-            logs[prefix + key] = self.accelerator.reduce(mean, reduction="mean").item()
-        self._metrics[mode].clear()
-        super().log(logs, *args, **kwargs)

@@ -1,0 +1,121 @@
+"""Hybrid CTC/attention training (Kim et al., 2017; Watanabe et al., 2017): an auxiliary CTC head on the last
+encoder layer, trained with ``loss = L_s2s + ctc_weight * L_CTC``.
+
+A from-scratch decoder first learns a language model of the transcriptions and only much later *where* in the
+image to look (``docs/quickstart-learning.md``). CTC forces the encoder to emit the characters in reading order
+at the image columns that show them, which makes the cross-attention alignment easy to find: grounding starts
+after a few hundred steps instead of thousands.
+
+The head is training-only, like LAIL's connectors: it is a submodule (so it is optimised, checkpointed and
+restored by a strict resume), its settings live in ``config.ctc``, and ``export.plain_model`` drops both, so the
+export is a plain ``VisionEncoderDecoderModel`` and inference (``generate``) never uses it.
+
+CTC frames: the encoder's patch tokens are arranged as the image's (rows x columns) patch grid and averaged over
+rows, so there is one position per patch column, read left to right (a line-shaped input such as the quickstart's
+32x4 patches on 32x256 pixels has one row: 64 positions). Each position emits ``upsample`` frames (the head
+predicts ``upsample`` distributions per position), for encoders with fewer columns than characters per line. The
+blank is the tokenizer's padding token, which never occurs in a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+from transformers.modeling_outputs import Seq2SeqLMOutput
+
+
+@dataclass
+class CtcSeq2SeqLMOutput(Seq2SeqLMOutput):
+    ctc_logits: torch.FloatTensor | None = None  # (batch, frames, vocab): the auxiliary head's, training only
+
+
+def patch_grid(encoder_config) -> tuple[int, int]:
+    """(rows, columns) of the encoder's patch grid, from a ViT-style config (``image_size``, ``patch_size``)."""
+    def pair(value):
+        return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+    (height, width), (patch_h, patch_w) = pair(encoder_config.image_size), pair(encoder_config.patch_size)
+    return height // patch_h, width // patch_w
+
+
+class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
+    """A ``VisionEncoderDecoderModel`` with an optional CTC head (built when ``config.ctc`` is set).
+
+    ``forward`` with ``labels`` also returns ``ctc_logits``; without labels (``generate``) it is the plain model.
+    ``LailVisionEncoderDecoderModel`` derives from this class, so LAIL and CTC combine.
+    """
+
+    def __init__(self, config: VisionEncoderDecoderConfig, encoder=None, decoder=None):
+        super().__init__(config=config, encoder=encoder, decoder=decoder)
+        ctc = getattr(config, "ctc", None)
+        self.ctc_head = None
+        if ctc:
+            rows, columns = patch_grid(config.encoder)
+            self.ctc_grid = (rows, columns)
+            self.ctc_upsample = int(ctc["upsample"])
+            self.ctc_head = nn.Linear(config.encoder.hidden_size, config.decoder.vocab_size * self.ctc_upsample)
+
+    @classmethod
+    def from_plain(cls, model: VisionEncoderDecoderModel, upsample: int = 1):
+        """Wrap a plain model's encoder and decoder (no copy) and add a fresh CTC head."""
+        if upsample < 1:
+            raise ValueError("ctc_upsample must be >= 1")
+        config = model.config
+        config.ctc = {"upsample": upsample}
+        wrapped = cls(config=config, encoder=model.encoder, decoder=model.decoder)
+        if getattr(model, "enc_to_dec_proj", None) is not None:  # exists only when widths differ
+            wrapped.enc_to_dec_proj = model.enc_to_dec_proj
+        wrapped.generation_config = model.generation_config
+        return wrapped
+
+    def forward(self, pixel_values=None, labels=None, encoder_outputs=None, **kwargs):
+        outputs = super().forward(pixel_values=pixel_values, labels=labels, encoder_outputs=encoder_outputs,
+                                  **kwargs)
+        if self.ctc_head is None or labels is None or not isinstance(outputs, Seq2SeqLMOutput):
+            return outputs
+        return CtcSeq2SeqLMOutput(**outputs, ctc_logits=self.ctc_logits(outputs.encoder_last_hidden_state))
+
+    def ctc_logits(self, encoder_hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, columns * upsample, vocab) CTC logits from the encoder's last hidden states."""
+        rows, columns = self.ctc_grid
+        patches = encoder_hidden[:, -rows * columns:]  # drop [CLS] (and any other prefix token)
+        per_column = patches.unflatten(1, (rows, columns)).mean(dim=1)
+        logits = self.ctc_head(per_column)
+        return logits.unflatten(-1, (self.ctc_upsample, -1)).flatten(1, 2)
+
+
+def ctc_targets(labels: torch.Tensor, eos_token_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated CTC targets and their lengths from seq2seq ``labels`` (EOS and -100 padding removed)."""
+    keep = labels.ne(-100)
+    if eos_token_id is not None:
+        keep &= labels.ne(eos_token_id)
+    return labels[keep], keep.sum(dim=1)
+
+
+def ctc_loss_sum(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
+                 eos_token_id: int | None) -> torch.Tensor:
+    """Sum over the batch of each line's CTC negative log-likelihood (float32). Lines that cannot be aligned
+    (more characters plus repeats than frames) contribute zero rather than infinity."""
+    targets, target_lengths = ctc_targets(labels, eos_token_id)
+    log_probs = ctc_logits.float().log_softmax(dim=-1).transpose(0, 1)  # (frames, batch, vocab)
+    input_lengths = torch.full((ctc_logits.shape[0],), ctc_logits.shape[1], dtype=torch.long)
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths.cpu(), blank=blank_id, reduction="sum",
+                      zero_infinity=True)
+
+
+def ctc_greedy_decode(ctc_logits: torch.Tensor, blank_id: int) -> list[list[int]]:
+    """Best-path decoding (collapse repeats, drop blanks): a diagnostic of what the encoder alone reads."""
+    best = ctc_logits.argmax(dim=-1)
+    decoded = []
+    for row in best.tolist():
+        out, previous = [], None
+        for token in row:
+            if token != previous and token != blank_id:
+                out.append(token)
+            previous = token
+        decoded.append(out)
+    return decoded
