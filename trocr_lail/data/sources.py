@@ -15,6 +15,7 @@ import datasets
 
 from ..availability import hub_resource
 from ..configs import DataArguments
+from .fonts import split_fonts
 from .synthetic import generate
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
@@ -109,16 +110,18 @@ def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
     # themselves.
     role = {args.train_split: "train", args.validation_split: "validation", args.test_split: "test"}.get(split, split)
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
-    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines.
+    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines. The split's font
+    # names are a kwarg so that changing the font lists renders anew instead of reusing stale lines.
     return datasets.Dataset.from_generator(
         _synthetic_rows, features=features,
         gen_kwargs={"split": role, "num_samples": size, "seed": args.synthetic_seed, "corpus_file": args.corpus_file,
-                    "min_aspect": args.synthetic_min_aspect},
+                    "min_aspect": args.synthetic_min_aspect, "fonts": split_fonts(role)},
     )
 
 
-def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None, min_aspect: float):
-    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file, min_aspect=min_aspect):
+def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None, min_aspect: float,
+                    fonts: tuple[str, ...]):
+    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file, fonts=fonts, min_aspect=min_aspect):
         # Encode ourselves: grayscale PNG at low compression is ~6x faster than datasets' default RGB encoding,
         # which otherwise dominates the quickstart's data preparation. Lossless, so pixels are unchanged.
         buffer = io.BytesIO()
