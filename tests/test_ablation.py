@@ -28,6 +28,8 @@ def test_grid_is_the_cartesian_product_plus_named_cells(tmp_path):
                                             "layers=1-2_alpha=0.5", "baseline"]
     assert all(c.overrides["max_steps"] == 7 for c in grid.cells)
     assert expand({}) == [{}] and cell_name({}) == "base"
+    only_named = Grid.from_file(write_grid(tmp_path, cells=[{"name": "baseline", "lail": False}]))
+    assert [c.name for c in only_named.cells] == ["baseline"]  # no grid: no unnamed recipe-default cell
 
 
 def test_cell_flags_reach_the_run_arguments(tmp_path):

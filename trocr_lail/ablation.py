@@ -54,7 +54,8 @@ class Grid:
         if unknown or "recipe" not in spec or "output_dir" not in spec:
             raise ValueError(f"Grid {path}: needs 'recipe' and 'output_dir'; unknown keys: {unknown}")
         common = spec.get("overrides") or {}
-        cells = [Cell(cell_name(values), {**common, **values}) for values in expand(spec.get("grid") or {})]
+        grid = spec.get("grid")
+        cells = [Cell(cell_name(values), {**common, **values}) for values in expand(grid)] if grid else []
         for extra in spec.get("cells") or []:
             extra = dict(extra)
             name = extra.pop("name", None) or cell_name(extra)
