@@ -60,8 +60,10 @@ def test_report_table_and_plot(tmp_path):
     grid = Grid.from_file(write_grid(tmp_path, grid={"lail_alpha": [0.25, 0.5]}))
     rows = [{"cell": c.name, **c.overrides, "test_cer": cer, "test_wer": 2 * cer}
             for c, cer in zip(grid.cells, (0.1234, 0.5))]
+    rows[0].update(max_steps=100, train_runtime=25.0, peak_memory_gib=1.234)
     table = markdown_table(rows, ["lail_alpha"])
-    assert "| alpha=0.25 | 0.25 | 12.34% | 24.68% |" in table
+    assert "| alpha=0.25 | 0.25 | 12.34% | 24.68% | 0.250 | 1.23 |" in table
+    assert "| alpha=0.5 | 0.5 | 50.00% | 100.00% |  |  |" in table
     (tmp_path / "out").mkdir()
     report = write_report(grid, rows, "grid.yaml")
     assert "python recipes/ablate.py --grid grid.yaml" in report.read_text()

@@ -119,17 +119,22 @@ def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1))
         if not results.is_file():
             print(f"[ablation] {cell.name}: {shlex.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True)
-        rows.append({"cell": cell.name, **cell.overrides, **json.loads(results.read_text())})
+        train = out / "train_results.json"  # step time and peak memory, when the run wrote them
+        rows.append({"cell": cell.name, **cell.overrides, **json.loads(results.read_text()),
+                     **(json.loads(train.read_text()) if train.is_file() else {})})
     return rows
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
     metrics = ["test_cer", "test_wer"]
-    header = ["cell", *columns, "test CER", "test WER"]
+    header = ["cell", *columns, "test CER", "test WER", "s/step", "peak GiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
+        steps = row.get("max_steps") or row.get("global_step")
+        step_time = f"{row['train_runtime'] / steps:.3f}" if "train_runtime" in row and steps else ""
+        memory = f"{row['peak_memory_gib']:.2f}" if "peak_memory_gib" in row else ""
         cells = [row["cell"], *(json.dumps(row.get(c, "")) if c in row else "" for c in columns),
-                 *(f"{row[m]:.2%}" for m in metrics)]
+                 *(f"{row[m]:.2%}" for m in metrics), step_time, memory]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
