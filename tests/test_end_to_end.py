@@ -14,7 +14,7 @@ from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 from trocr_lail.data.synthetic import generate
 from trocr_lail.run import main
 
-from conftest import TINY_ARGS
+from conftest import TINY_ARGS, save_tiny_llm
 
 pytestmark = pytest.mark.slow
 
@@ -99,19 +99,7 @@ def test_export_loads_in_transformers_4_57_pipeline(trained, tmp_path):
 
 @pytest.fixture
 def tiny_llm_dir(tmp_path):
-    """A tiny local Llama standing in for the LLM."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from trocr_lail.tiny import build_char_tokenizer
-
-    llm_dir = tmp_path / "llm"
-    tokenizer = build_char_tokenizer()
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-                     ).save_pretrained(llm_dir)
-    tokenizer.save_pretrained(llm_dir)
-    return llm_dir
+    return save_tiny_llm(tmp_path / "llm")
 
 
 def run_lail_recipe(out, llm_dir, *extra):
