@@ -88,9 +88,10 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             loss = loss * self.accelerator.num_processes
         return loss
 
-    def record(self, key: str, value) -> None:
-        """Buffer a component loss (float or tensor; tensors are read only when logged, so no per-step sync)."""
-        self._metrics["train" if self.model.training else "eval"][key].append(value)
+    def record(self, key: str, value, mode: str | None = None) -> None:
+        """Buffer a component loss (float or tensor; tensors are read only when logged, so no per-step sync) for
+        ``mode`` ('train' or 'eval'; default: from the model's training flag)."""
+        self._metrics[mode or ("train" if self.model.training else "eval")][key].append(value)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         """Merge the buffered component losses, averaged over the logging interval and across processes."""

@@ -83,13 +83,12 @@ class LailTrainer(LineRecognitionTrainer):
 
     def _record(self, mode, lail_losses, alpha) -> None:
         # s2s_loss (and ctc_loss) are recorded by LineRecognitionTrainer.recognition_loss.
-        metrics = self._metrics[mode]
         if lail_losses is not None:
             values = lail_losses.detach().float().cpu()
             for layer, value in zip(self.lail_args.lail_layers, values):
-                metrics[f"lail_loss_layer_{layer}"].append(value.item())
-            metrics["lail_loss"].append((self.layer_weights * values).sum().item())
-        metrics["lail_alpha"].append(alpha)
+                self.record(f"lail_loss_layer_{layer}", value.item(), mode)
+            self.record("lail_loss", (self.layer_weights * values).sum().item(), mode)
+        self.record("lail_alpha", alpha, mode)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         llm_inputs = self.llm_inputs(inputs)
