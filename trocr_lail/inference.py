@@ -81,12 +81,20 @@ class LineReader:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = "auto", batch_size: int = 8,
-                        revision: str = "main"):
+                        revision: str = "main", strict_safetensors: bool = False, image_resample: str | None = None):
+        """``image_resample`` overrides the processor's resize filter (the paper's fairseq pipeline: bicubic).
+        Checkpoints with only ``pytorch_model.bin`` (e.g. microsoft/trocr-*-handwritten) load weights-only unless
+        ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+
+        from .loading import RESAMPLE, note_pickle_weights, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
         processor = TrOCRProcessor.from_pretrained(model_dir, **common)
-        model = VisionEncoderDecoderModel.from_pretrained(model_dir, use_safetensors=True, **common)
+        if image_resample:
+            processor.image_processor.resample = RESAMPLE[image_resample]
+        note_pickle_weights(str(model_dir), revision, strict=strict_safetensors)
+        model = VisionEncoderDecoderModel.from_pretrained(model_dir, **weights_kwargs(strict_safetensors), **common)
         return cls(model, processor, device=device, batch_size=batch_size)
 
     def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,

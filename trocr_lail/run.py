@@ -118,7 +118,7 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
     from .lail.trainer import LailTrainer
 
     llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code,
-                                         allow_pickle_weights=model_args.allow_pickle_weights)
+                                         strict_safetensors=model_args.strict_safetensors)
     model = LailVisionEncoderDecoderModel.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
     model.attach_llm(llm, checkpointing=lail_args.lail_llm_gradient_checkpointing)
     if lail_args.lail_connectors_path:

@@ -57,6 +57,17 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        init = getattr(self.args, "warmup_init_lr", None)
+        if init is not None and self.lr_scheduler is None:
+            from .schedules import fairseq_inverse_sqrt
+
+            steps = self.args.get_warmup_steps(num_training_steps)
+            self.lr_scheduler = fairseq_inverse_sqrt(optimizer or self.optimizer, steps, init)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def check_finite(self, model, **terms) -> None:
         """Report non-finite loss terms of a training micro-batch (see ``nonfinite.py`` for what happens next)."""
         if model.training:

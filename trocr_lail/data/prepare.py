@@ -8,7 +8,7 @@ import logging
 import datasets
 import torch.distributed as dist
 
-from .augment import Augment
+from .augment import build_augment
 from .images import DecodeImages
 from .pixels import preprocess_images
 from .validate import ValidationSummary, validate_splits
@@ -53,7 +53,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
         if data_args.preprocess_images:
             splits[name] = preprocess_images(splits[name], image_processor, desc=f"Resizing {name} images once")
             continue
-        augment = Augment() if name == data_args.train_split and data_args.augment else None
+        augment = build_augment(data_args.augment, image_processor) if name == data_args.train_split else None
         decoders[name] = DecodeImages(augment=augment, skip_bad=data_args.skip_bad_samples)
         raw = splits[name].cast_column("image", datasets.Image(decode=False))
         splits[name] = raw.with_transform(decoders[name])
