@@ -18,6 +18,22 @@ LINES = ("A MOVE to stop Mr. Gaitskell", "from nominating any more Labour", "lif
 SIZE_RE = re.compile(r"microsoft/trocr-(small|base|large)")
 
 
+def ends_lines_at_once(model):
+    """Random weights that end every line at its first token. A random decoder never writes EOS, so the recipes'
+    beam 10 x 200-token evaluation would spend minutes per line on CPU for no extra coverage. The last decoder
+    layer's post-layer-norm outputs (nearly) the constant 1, which the EOS row of the output projection favours;
+    gradients still reach every weight (scaled by the small norm gain). Beams, lengths and the loop run as shipped."""
+    import torch
+
+    decoder = model.decoder
+    norm = decoder.model.decoder.layers[-1].final_layer_norm
+    with torch.no_grad():
+        norm.weight.fill_(1e-3)
+        norm.bias.fill_(1.0)
+        decoder.output_projection.weight[model.config.decoder.eos_token_id] = 1.0
+    return model
+
+
 def write_line_folder(root: Path, rows_per_split: dict[str, int]) -> Path:
     """``root/<split>/`` with printed line images and ``metadata.jsonl``: the local-folder layout recipes read."""
     for split, count in rows_per_split.items():
