@@ -149,6 +149,8 @@ def add_push(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Branch to push to (default: main).")
     parser.add_argument("--no_lail_sidecar", action="store_true", help="Leave out lail/ (connectors) on LAIL runs.")
     parser.add_argument("--dry_run", action="store_true", help="Stage the folder and print its path; no upload.")
+    parser.add_argument("--license", default=None,
+                        help="License id for the card (default: the run's hub_license or its base checkpoint's).")
     parser.set_defaults(run=run_push)
 
 
@@ -158,7 +160,8 @@ def run_push(args) -> int:
     if bool(args.output_dir) == bool(args.folder):
         raise SystemExit("trocr-lail push: give either OUTPUT_DIR or --folder")
     folder = Path(args.folder) if args.folder else prepare_upload(args.output_dir, args.hub_model_id,
-                                                                  lail_sidecar=not args.no_lail_sidecar)
+                                                                  lail_sidecar=not args.no_lail_sidecar,
+                                                                  license_id=args.license)
     if args.dry_run:
         print(f"dry run: {folder} holds exactly what would be pushed to {args.hub_model_id}")
         return 0

@@ -1,13 +1,16 @@
 """Export a trained model as a plain ``VisionEncoderDecoderModel`` directory that any transformers user can load:
-``pipeline("image-to-text", model=dir)`` on 4.57.x, ``VisionEncoderDecoderModel.from_pretrained`` on 5.x."""
+``pipeline("image-to-text", model=dir, trust_remote_code=True)`` on 4.57.x and 5.x (the folder carries
+``trocr_pipeline.py``, registered in ``config.json``), or ``VisionEncoderDecoderModel.from_pretrained``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
+from . import pipeline
 from .adapters import merged
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
@@ -37,7 +40,9 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
         pad_token_id=model.config.pad_token_id, max_length=max_length, num_beams=num_beams,
         early_stopping=num_beams > 1,
     )
+    plain.config.custom_pipelines = pipeline.custom_pipelines_entry()
     plain.save_pretrained(export_dir, safe_serialization=True)
+    shutil.copyfile(pipeline.__file__, export_dir / pipeline.EXPORT_FILE)
     processor.save_pretrained(export_dir)
     # transformers 4.57.x loaders look for the image processor and tokenizer files one by one.
     processor.image_processor.save_pretrained(export_dir)
