@@ -184,16 +184,16 @@ def run_push(args) -> int:
 
 # --- validate ------------------------------------------------------------------------------------------------
 def add_validate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", nargs="?", default=None,
-                        help="A data folder to check without a recipe: train/ validation/ test/ subfolders, or one "
-                             "split, each with metadata.jsonl or metadata.csv (file_name, text).")
-    parser.add_argument("--config", default=None, help="YAML recipe whose data and model settings to check (with "
-                                                         "DATA_DIR: the recipe's model, this folder's data).")
-    parser.add_argument("--model", default=None, help="With DATA_DIR alone: check the text against this model's "
-                                                        "tokenizer (exported dir or Hub id). Default: no tokenizer checks.")
+    # DIR is not an argparse positional: with --config, recipe overrides (--tiny_patch_size 16 8) would fill it.
+    parser.usage = ("%(prog)s DIR [--model MODEL] [--max_target_length N]\n"
+                    "       %(prog)s --config RECIPE.yaml [recipe overrides, e.g. --data_dir DIR]")
+    parser.add_argument("--config", default=None, help="YAML recipe whose data and model settings to check.")
+    parser.add_argument("--model", default=None, help="With DIR: check the text against this model's tokenizer "
+                                                        "(exported dir or Hub id). Default: no tokenizer checks.")
     parser.add_argument("--max_target_length", type=int, default=None,
-                        help="With DATA_DIR alone: count targets longer than this many tokens (default 128).")
-    parser.epilog = "With --config, recipe fields can be overridden with their flags (--max_eval_samples 100, ...)."
+                        help="With DIR: count targets longer than this many tokens (default 128).")
+    parser.epilog = ("DIR is a data folder checked without a recipe: train/ validation/ test/ subfolders, or one "
+                     "split, each with metadata.jsonl or metadata.csv (file_name, text).")
     parser.set_defaults(run=run_validate, allow_extra=True)
 
 
@@ -201,21 +201,19 @@ def run_validate(args, extra: list[str]) -> int:
     from .data import validate
 
     if args.config:
-        if args.model or args.max_target_length:
-            raise SystemExit("trocr-lail validate: with --config, set the model and max_target_length in the recipe "
-                             "(or as --model_name_or_path / --max_target_length overrides after it)")
-        overrides = [*extra, *(["--data_dir", args.data_dir] if args.data_dir else [])]
+        if args.model:
+            raise SystemExit("trocr-lail validate: with --config, the recipe names the model "
+                             "(or override it: --model_name_or_path MODEL)")
+        overrides = [*extra, *(["--max_target_length", str(args.max_target_length)] if args.max_target_length
+                               else [])]
         return validate.run(argparse.Namespace(config=args.config, overrides=overrides))
-    if not args.data_dir:
-        raise SystemExit("trocr-lail validate: give a data folder (trocr-lail validate DIR [--model MODEL]) or a "
-                         "recipe (--config recipe.yaml)")
-    if extra:
-        raise SystemExit(f"trocr-lail validate: unrecognized arguments: {' '.join(extra)} (recipe overrides need "
-                         "--config)")
+    if len(extra) != 1 or extra[0].startswith("-"):
+        raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
+                         f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
     from .configs import ModelArguments
     from .data.sources import METADATA_FILES, load_local_split
 
-    folder = Path(args.data_dir)
+    folder = Path(extra[0])
     if any((folder / name).is_file() for name in METADATA_FILES):
         split_dirs = {folder.name: folder}
     else:
@@ -242,7 +240,7 @@ SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
-    "validate": (add_validate, "Check a recipe's dataset up front (images, text, tokenizer, lengths); exit 1 if bad."),
+    "validate": (add_validate, "Check a data folder or a recipe's dataset (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
 }
 
