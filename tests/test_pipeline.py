@@ -21,16 +21,17 @@ from trocr_lail.tiny import build_tiny_processor
 from conftest import make_tiny_model
 
 
-def image_sensitive_export(out_dir: Path) -> Path:
+def image_sensitive_export(out_dir: Path, processor=None, model=None, max_length: int = 10) -> Path:
     """A tiny random model whose text depends on the image: at the default init it reads every line alike, which
     would let a pipeline that ignored its input pass an equality test."""
-    processor = build_tiny_processor(16, 64)
-    model = make_tiny_model(processor, seed=0, dropout=0.0)
+    if model is None:
+        processor = build_tiny_processor(16, 64)
+        model = make_tiny_model(processor, seed=0, dropout=0.0)
     with torch.no_grad():
         for name, param in model.encoder.named_parameters():
             if name.endswith("weight") and param.dim() > 1:  # matrices, not position embeddings
                 param.mul_(4)
-    return export_model(model, processor, out_dir, max_length=10)
+    return export_model(model, processor, out_dir, max_length=max_length)
 
 
 @pytest.fixture(scope="module")
