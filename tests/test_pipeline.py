@@ -109,3 +109,16 @@ def test_local_registration_needs_no_remote_code(folders, paths):
     assert [out[0]["generated_text"] for out in reader([str(p) for p in paths], batch_size=3)] == expected
     with pytest.raises(ValueError, match="trust_remote_code"):  # transformers never runs the folder's code unasked
         pipeline("image-to-text", model=str(folders["export"]), device="cpu")
+
+
+def test_image_modes_convert_as_training_decodes_them():
+    from trocr_lail.data.images import to_rgb
+
+    deep = Image.new("I;16", (4, 2))
+    for x, value in enumerate((1000, 30000, 65535)):
+        deep.putpixel((x, 0), value)
+    ink = Image.new("LA", (4, 2), (0, 0))
+    ink.putpixel((1, 1), (0, 255))
+    for image in (deep, deep.convert("I"), ink, Image.new("CMYK", (4, 2)), Image.new("1", (4, 2))):
+        assert line_pipeline.open_line_image(image).tobytes() == to_rgb(image).tobytes(), image.mode
+    assert line_pipeline.open_line_image(deep).getpixel((1, 0)) == (117, 117, 117)  # 30000 / 257, rounded

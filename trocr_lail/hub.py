@@ -46,7 +46,8 @@ def take_push_request(training_args, model_name_or_path: str | None = None) -> d
     if not license_id:
         raise ValueError(f"push_to_hub {NO_LICENSE} (the base checkpoint {model_name_or_path!r} has no known "
                          "license)")
-    request = {"license": license_id, "repo_id": training_args.hub_model_id, "revision": getattr(training_args, "hub_revision", None),
+    request = {"repo_id": training_args.hub_model_id, "revision": getattr(training_args, "hub_revision", None),
+               "license": license_id,
                "private": True if training_args.hub_private_repo is None else bool(training_args.hub_private_repo),
                "dry_run": training_args.hub_dry_run, "lail_sidecar": training_args.hub_lail_sidecar}
     training_args.push_to_hub = False

@@ -9,8 +9,9 @@ mechanism), so that, with transformers alone::
     reader("line.png")                          # [{'generated_text': '...'}]
     reader(["a.png", "b.png"], batch_size=8)    # [[{'generated_text': ...}], [{'generated_text': ...}]]
 
-It reads the way ``trocr_lail.inference.LineReader`` (``trocr-lail predict``) does: EXIF orientation applied,
-transparency put on white paper, 16-bit grey scaled to 8 bits, the model's generation config unless overridden.
+It reads like ``trocr_lail.inference.LineReader`` (``trocr-lail predict``): EXIF orientation applied, transparency
+put on white paper, 16-bit grey scaled to 8 bits (as training decodes it), the model's generation config unless
+overridden.
 ``import trocr_lail`` registers the same class locally as the ``trocr-image-to-text`` task (no remote code).
 
 This file is copied into exported models: it may import only the standard library, PIL and transformers
@@ -45,7 +46,7 @@ def open_line_image(image, timeout: float | None = None) -> Image.Image:
         image = load_image(str(image) if isinstance(image, os.PathLike) else image, timeout=timeout)
     image = ImageOps.exif_transpose(image)
     if image.mode in HIGH_BIT_MODES:  # a plain convert("L") clips everything above 255 to white
-        image = image.point(lambda value: value / 257.0).convert("L")
+        image = image.point(lambda value: value / 257.0 + 0.5).convert("L")  # 0..65535 -> 0..255, rounded
     if image.mode in ("LA", "La", "RGBA", "RGBa", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")  # transparent paper would otherwise turn black, under often black ink
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
