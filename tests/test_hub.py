@@ -254,3 +254,17 @@ def _check_metadata_with_huggingface_hub(text: str, facts: dict) -> None:
     name, results = model_index_to_eval_results(metadata["model-index"])
     assert name == "model" and {(r.metric_type, r.metric_value, r.dataset_type, r.dataset_split) for r in results} \
         == {("cer", 0.05, "Teklia/IAM-line", "test"), ("wer", 0.1, "Teklia/IAM-line", "test")}
+
+
+def test_card_of_a_hub_start_names_base_model_license_and_dataset(tmp_path):
+    from trocr_lail.card import run_facts
+    from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+
+    facts = run_facts(ModelArguments(model_name_or_path="microsoft/trocr-base-stage1"),
+                      DataArguments(dataset_name="Teklia/IAM-line"),
+                      TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none"), None,
+                      {"test_cer": 0.05, "test_wer": 0.1, "test_lines": 5}, global_step=10)
+    assert facts["license"] == "mit"  # no hub_license: microsoft/trocr-* weights are MIT
+    render_card(facts, "me/model").save(tmp_path / "README.md")
+    assert validate_card(tmp_path / "README.md") == []
+    _check_metadata_with_huggingface_hub((tmp_path / "README.md").read_text(), facts)
