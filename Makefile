@@ -21,7 +21,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 venv: $(BIN)/.installed
 
 # A second environment with transformers 4.57.x: the last line with pipeline("image-to-text"). Tests load
-# exported models there to prove they work for users who have not moved to 5.x.
+# exported models there to prove they work for users who have not moved to 5.x, and export them to ONNX with
+# optimum-onnx[onnxruntime] (it needs transformers < 4.58; it does not pull in Pillow, which constraints-tf4.txt
+# pins: without Pillow its export drops preprocessor_config.json).
 $(TF4_VENV)/bin/.installed: constraints-tf4.txt
 	$(PYTHON) -m venv $(TF4_VENV)
 	$(TF4_VENV)/bin/pip install --quiet --upgrade pip

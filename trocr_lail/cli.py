@@ -118,19 +118,27 @@ def run_evaluate(args, extra: list[str]) -> int:
 
 # --- export --------------------------------------------------------------------------------------------------
 def add_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="Training output dir or checkpoint-N dir (plain or LAIL model).")
-    parser.add_argument("output", help="Folder for the plain VisionEncoderDecoder model and processor.")
+    parser.add_argument("checkpoint", help="Training output dir, checkpoint-N dir (plain or LAIL model) or an export.")
+    parser.add_argument("output", help="Folder for the plain VisionEncoderDecoder model and processor (with --onnx: "
+                                       "for the ONNX model and processor).")
     parser.add_argument("--num_beams", type=int, default=None, help="Beam size to store (default: checkpoint's).")
     parser.add_argument("--max_length", type=int, default=None, help="Max length to store (default: checkpoint's).")
+    parser.add_argument("--onnx", action="store_true",
+                        help="Write an ONNX model (encoder, decoder, decoder with past) for ONNX Runtime / optimum's "
+                             "ORTModelForVision2Seq. Needs `pip install 'trocr-lail[onnx]'` (transformers 4.57.x).")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args) -> int:
+    import tempfile
+
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-    from .export import export_model
+    from .export import export_model, export_onnx, onnx_exporter
     from .loading import set_special_tokens
 
+    if args.onnx:
+        onnx_exporter()  # missing optimum: say so before loading anything
     checkpoint = Path(args.checkpoint)
     processor_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
     processor = TrOCRProcessor.from_pretrained(processor_dir)
@@ -138,9 +146,14 @@ def run_export(args) -> int:
     model = VisionEncoderDecoderModel.from_pretrained(checkpoint, use_safetensors=True)
     set_special_tokens(model, processor.tokenizer)
     generation = model.generation_config
-    path = export_model(model, processor, args.output, num_beams=args.num_beams or generation.num_beams or 1,
-                        max_length=args.max_length or generation.max_length)
-    print(f"exported plain model to {path}")
+    settings = {"num_beams": args.num_beams or generation.num_beams or 1,
+                "max_length": args.max_length or generation.max_length}
+    if not args.onnx:
+        print(f"exported plain model to {export_model(model, processor, args.output, **settings)}")
+        return 0
+    with tempfile.TemporaryDirectory() as plain_dir:
+        path = export_onnx(export_model(model, processor, plain_dir, **settings), args.output)
+    print(f"exported ONNX model to {path}")
     return 0
 
 
@@ -154,6 +167,8 @@ def add_push(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Branch to push to (default: main).")
     parser.add_argument("--no_lail_sidecar", action="store_true", help="Leave out lail/ (connectors) on LAIL runs.")
     parser.add_argument("--dry_run", action="store_true", help="Stage the folder and print its path; no upload.")
+    parser.add_argument("--license", default=None,
+                        help="License id for the card (default: the run's hub_license or its base checkpoint's).")
     parser.set_defaults(run=run_push)
 
 
@@ -163,7 +178,8 @@ def run_push(args) -> int:
     if bool(args.output_dir) == bool(args.folder):
         raise SystemExit("trocr-lail push: give either OUTPUT_DIR or --folder")
     folder = Path(args.folder) if args.folder else prepare_upload(args.output_dir, args.hub_model_id,
-                                                                  lail_sidecar=not args.no_lail_sidecar)
+                                                                  lail_sidecar=not args.no_lail_sidecar,
+                                                                  license_id=args.license)
     if args.dry_run:
         print(f"dry run: {folder} holds exactly what would be pushed to {args.hub_model_id}")
         return 0
@@ -171,19 +187,65 @@ def run_push(args) -> int:
     return 0
 
 
+# --- validate ------------------------------------------------------------------------------------------------
 def add_validate(parser: argparse.ArgumentParser) -> None:
-    from .data.validate import add_arguments, run
+    # DIR is not an argparse positional: with --config, recipe overrides (--tiny_patch_size 16 8) would fill it.
+    parser.usage = ("%(prog)s DIR [--model MODEL] [--max_target_length N]\n"
+                    "       %(prog)s --config RECIPE.yaml [recipe overrides, e.g. --data_dir DIR]")
+    parser.add_argument("--config", default=None, help="YAML recipe whose data and model settings to check.")
+    parser.add_argument("--model", default=None, help="With DIR: check the text against this model's tokenizer "
+                                                        "(exported dir or Hub id). Default: no tokenizer checks.")
+    parser.add_argument("--max_target_length", type=int, default=None,
+                        help="With DIR: count targets longer than this many tokens (default 128).")
+    parser.epilog = ("DIR is a data folder checked without a recipe: train/ validation/ test/ subfolders, or one "
+                     "split, each with metadata.jsonl or metadata.csv (file_name, text).")
+    parser.set_defaults(run=run_validate, allow_extra=True)
 
-    add_arguments(parser)
-    parser.set_defaults(run=lambda args, extra: run(argparse.Namespace(**vars(args), overrides=extra)),
-                        allow_extra=True)
+
+def run_validate(args, extra: list[str]) -> int:
+    from .data import validate
+
+    if args.config:
+        if args.model:
+            raise SystemExit("trocr-lail validate: with --config, the recipe names the model "
+                             "(or override it: --model_name_or_path MODEL)")
+        overrides = [*extra, *(["--max_target_length", str(args.max_target_length)] if args.max_target_length
+                               else [])]
+        return validate.run(argparse.Namespace(config=args.config, overrides=overrides))
+    if len(extra) != 1 or extra[0].startswith("-"):
+        raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
+                         f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
+    from .configs import ModelArguments
+    from .data.sources import METADATA_FILES, load_local_split
+
+    folder = Path(extra[0])
+    if any((folder / name).is_file() for name in METADATA_FILES):
+        split_dirs = {folder.name: folder}
+    else:
+        split_dirs = {name: folder / name for name in ("train", "validation", "test")
+                      if any((folder / name / meta).is_file() for meta in METADATA_FILES)}
+    if not split_dirs:
+        raise SystemExit(f"trocr-lail validate: {folder} has no {' or '.join(METADATA_FILES)}, and no train/, "
+                         "validation/ or test/ subfolder with one")
+    tokenizer = None
+    if args.model:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=False)
+    import datasets
+
+    splits = datasets.DatasetDict({name: load_local_split(path) for name, path in split_dirs.items()})
+    max_length = args.max_target_length or ModelArguments.max_target_length
+    summary = validate.validate_splits(splits, tokenizer, max_length)
+    return validate.report(summary, tokenizer_note="" if tokenizer else
+                           "(no --model: tokenizer coverage and target lengths not checked)")
 
 
 SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
-    "validate": (add_validate, "Check a recipe's dataset up front (images, text, tokenizer, lengths); exit 1 if bad."),
+    "validate": (add_validate, "Check a data folder or a recipe's dataset (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
 }
 

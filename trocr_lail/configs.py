@@ -125,6 +125,10 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     hub_dry_run: bool = field(
         default=False, metadata={"help": "With push_to_hub: write <output_dir>/hub_upload (exactly what would be "
                                          "pushed: export, model card, lail/ sidecar) and upload nothing."})
+    hub_license: str | None = field(
+        default=None, metadata={"help": "License id for the model card (mit, apache-2.0, cc-by-4.0, ...). Default: "
+                                        "the base checkpoint's known license (mit for microsoft/trocr-*). Pushing "
+                                        "without one is refused; 'other' is accepted when set explicitly."})
     hub_lail_sidecar: bool = field(
         default=True, metadata={"help": "With push_to_hub on a LAIL run: also push lail/ (connector weights and "
                                         "config, never the LLM) so LAIL training can continue from the Hub model."})

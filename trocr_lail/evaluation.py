@@ -14,6 +14,15 @@ from .metrics import cer, wer
 from .report import write_report
 
 
+def image_sources(dataset) -> list[str | None]:
+    """Each row's image file as the dataset records it (local folders: the full path; Hub datasets: the file name
+    they were built from, if any), None for images with no file (synthetic lines, embedded bytes)."""
+    import datasets
+
+    raw = dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    return [value.get("path") if isinstance(value, dict) else None for value in raw]
+
+
 def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
                    batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
                    **generate_kwargs) -> dict:
@@ -30,6 +39,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
                  predictions, num_worst=num_worst)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-        for truth, prediction in zip(references, predictions):
-            handle.write(json.dumps({"text": truth, "prediction": prediction}, ensure_ascii=False) + "\n")
+        for row, (source, truth, prediction) in enumerate(zip(image_sources(dataset), references, predictions)):
+            record = {"row": row, "image": source, "text": truth, "prediction": prediction}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return metrics

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
-    push_request = take_push_request(training_args)  # before Trainer exists: it must not push the training model
+    # Before Trainer exists (it must not push the training model) and before any step (a bad license fails now).
+    push_request = take_push_request(training_args, model_args.model_name_or_path)
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.

@@ -114,13 +114,15 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             summary.problems.append(Problem(name, row, sources[row], "empty or whitespace-only transcription"))
         else:
             good_texts.append((row, text))
-    unknown = unencodable_chars(tokenizer, [text for _, text in good_texts])
+    # No tokenizer (`trocr-lail validate DIR` without --model): the image and text checks only.
+    unknown = unencodable_chars(tokenizer, [text for _, text in good_texts]) if tokenizer is not None else set()
     for row, text in good_texts:
         bad = sorted(set(text) & unknown)
         if bad:
             summary.problems.append(Problem(name, row, sources[row], f"characters the tokenizer cannot encode: "
                                             f"{''.join(bad)!r}; replace them or use a tokenizer that covers them"))
-    encoded = tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"] if good_texts else []
+    encoded = (tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"]
+               if good_texts and tokenizer is not None else [])
     lengths = [len(tokens) + 1 for tokens in encoded]  # + EOS, as the collator builds targets
     summary.longest = max(lengths, default=0)
     summary.truncated = sum(length > max_target_length for length in lengths)
@@ -164,7 +166,12 @@ def run(args: argparse.Namespace) -> int:
     splits = load_splits(data_args)
     summary = validate_splits(splits, processor.tokenizer, model_args.max_target_length,
                               check_images=data_args.validate_images)
-    print(summary.format())
+    return report(summary)
+
+
+def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
+    """Print the summary; 1 if any row is bad, else 0."""
+    print(summary.format() + (f"\n{tokenizer_note}" if tokenizer_note else ""))
     if summary.problems:
         print(f"\n{summary.num_bad_rows()} bad row(s). Fix or remove them, or set skip_bad_samples: true.")
         return 1
