@@ -72,6 +72,16 @@ def test_pickled_weights_load_weights_only_by_default_and_strict_refuses(tmp_pat
     assert hub_kwargs(ModelArguments(model_name_or_path="x", strict_safetensors=True))["use_safetensors"] is True
 
 
+def test_a_bin_only_checkpoint_dir_trains_and_everything_written_is_safetensors(tmp_path, tiny_processor):
+    model_dir = saved_tiny(tmp_path, tiny_processor, safe=False)
+    out = tmp_path / "out"
+    main(["--model_name_or_path", str(model_dir), *RUN, "--max_steps", "2", "--save_strategy", "steps",
+          "--save_steps", "2", "--output_dir", str(out)])
+    written = {p.name for p in out.rglob("*") if p.is_file()}
+    assert "model.safetensors" in written and not {n for n in written if n.endswith((".bin", ".pt"))} - {
+        "optimizer.pt", "scheduler.pt", "rng_state.pth"}  # Trainer's own state files stay torch files
+
+
 class _RunsCode:
     def __reduce__(self):
         import os
