@@ -82,10 +82,9 @@ def open_image(value, max_pixels: int | None = None, min_side: int | None = None
         image.load()  # the first frame of an animated or multi-page file: see frame_count
     except (OSError, ValueError, SyntaxError) as err:
         raise BadImage(f"{describe(value)}: corrupt image data ({err}); re-export or remove it") from None
+    image.info["n_frames"] = frame_count(image)  # kept through convert/transpose, for whoever reports it
     if image.getexif().get(ORIENTATION, 1) != 1:  # a camera photo: read it the way it is displayed
-        frames = frame_count(image)
         image = ImageOps.exif_transpose(image)
-        image.info["n_frames"] = frames
     return image
 
 

@@ -2,6 +2,10 @@
 
 Every source yields a ``DatasetDict`` whose splits have exactly two columns, ``image`` (decoded lazily to PIL)
 and ``text``, so nothing downstream cares where the data came from.
+
+A local split holds only the usable rows of its metadata; every bad line (invalid JSON, missing keys, non-string
+values, an image outside the split folder or missing, conflicting duplicates) is kept in its
+:class:`MetadataScan` and reported by the validator together with the image and text checks.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from .synthetic import generate
 from .validate import Problem
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+logger = logging.getLogger("trocr_lail")
 
 
 def load_splits(args: DataArguments) -> datasets.DatasetDict:
@@ -28,12 +34,17 @@ def load_splits(args: DataArguments) -> datasets.DatasetDict:
     return datasets.DatasetDict({split: load_split(args, split) for split in splits})
 
 
+def source_problem(args: DataArguments) -> str | None:
+    chosen = [name for name in ("dataset_name", "data_dir", "synthetic") if getattr(args, name)]
+    if len(chosen) != 1:
+        return f"data source: set exactly one of dataset_name, data_dir, synthetic (got {', '.join(chosen) or 'none'})"
+    return None
+
+
 def load_split(args: DataArguments, split: str) -> datasets.Dataset:
     """One split of the configured source, truncated to max_train_samples (the train split) or max_eval_samples."""
-    chosen = [name for name, on in (("dataset_name", args.dataset_name), ("data_dir", args.data_dir),
-                                    ("synthetic", args.synthetic)) if on]
-    if len(chosen) != 1:
-        raise ValueError(f"Choose exactly one data source (dataset_name, data_dir or synthetic); got {chosen or 'none'}")
+    if problem := source_problem(args):
+        raise ValueError(problem)
     if args.synthetic:
         dataset = _synthetic_split(args, split)
     elif args.data_dir:
@@ -203,6 +214,21 @@ def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan]:
         return {}
     return {name: _scans.get((Path(args.data_dir) / name).resolve()) or scan_metadata(Path(args.data_dir) / name)
             for name in splits}
+
+
+def require_clean_metadata(args: DataArguments, split: str) -> None:
+    """For commands that run no full validation (``evaluate``): bad metadata lines stop them, naming each, unless
+    ``skip_bad_samples`` (then they are left out and counted in a warning): a score over silently fewer lines
+    would not be the score of the split."""
+    scan = metadata_scans(args, [split]).get(split)
+    if scan is None or not scan.problems:
+        return
+    lines = len({problem.line for problem in scan.problems})
+    shown = "\n  ".join(str(problem) for problem in scan.problems[:10])
+    if not args.skip_bad_samples:
+        raise ValueError(f"{lines} bad line(s) in {scan.path}:\n  {shown}\nFix them, or set skip_bad_samples: "
+                         "true to leave them out (counted).")
+    logger.warning("Left out %d bad line(s) of %s (skip_bad_samples):\n  %s", lines, scan.path, shown)
 
 
 def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
