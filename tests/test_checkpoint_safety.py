@@ -18,11 +18,11 @@ from conftest import make_tiny_model
 from test_lail import dataset, training_args
 
 
-def train(output_dir, processor, max_steps=4, resume=None):
+def train(output_dir, processor, max_steps=4, resume=None, **overrides):
     trainer = LineRecognitionTrainer(
         model=make_tiny_model(processor, dropout=0.0), train_dataset=dataset(),
         data_collator=LineCollator(processor, 32),
-        args=training_args(output_dir, save_strategy="steps", save_steps=2, max_steps=max_steps))
+        args=training_args(output_dir, save_strategy="steps", save_steps=2, max_steps=max_steps, **overrides))
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
@@ -122,7 +122,7 @@ def test_a_save_that_runs_out_of_space_keeps_the_last_checkpoint(tmp_path, tiny_
     out = tmp_path / "run"
     with pytest.raises(OSError, match=r"No space left on the disk of .*run while saving checkpoint-4; the last "
                                       r"complete checkpoint, .*checkpoint-2, is intact\. Free space") as caught:
-        train(out, tiny_processor)
+        train(out, tiny_processor, save_total_limit=1)  # rotation must not delete checkpoint-2 either
     assert caught.value.errno == errno.ENOSPC
     assert not (out / "checkpoint-4").exists()  # the partial save is removed: it only held the space
     assert checkpoint_problem(out / "checkpoint-2") is None
