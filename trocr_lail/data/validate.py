@@ -36,7 +36,7 @@ class Problem:
     def __str__(self) -> str:
         # 1-based everywhere: the metadata line a user opens in an editor, else the row's position in the split.
         where = f"{self.metadata} line {self.line}" if self.line else f"{self.split} row {self.row + 1}"
-        source = f" ({self.source})" if self.source != self.metadata else ""
+        source = f" ({self.source})" if self.source and self.source != self.metadata else ""
         return f"{where}{source}: {self.message}"
 
 
@@ -120,7 +120,8 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
     summary = SplitSummary(name=name, rows=len(dataset), images_checked=check_images)
     texts = list(dataset["text"])
     raw = dataset.cast_column("image", datasets.Image(decode=False)) if check_images else None
-    sources = [describe(value) for value in raw["image"]] if raw is not None else [f"row {i + 1}" for i in range(len(texts))]
+    sources = ([describe(value) for value in raw["image"]] if raw is not None
+               else [""] * len(texts))
     good_texts = []
     for row, text in enumerate(texts):
         if not isinstance(text, str):
@@ -204,4 +205,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run_script
+
+    sys.exit(run_script("python -m trocr_lail.data.validate", main))
