@@ -84,7 +84,8 @@ def broken_metadata(tmp_path):
                   {"file_name": "gone.png", "text": "missing file"},  # line 6
                   {"file_name": "d.png", "text": "good two"},  # line 7
                   "[1, 2]",  # line 8: not an object
-                  {"file_name": "e.png", "text": None}])  # line 9: null text
+                  {"file_name": "e.png", "text": None},  # line 9: null text
+                  {"file_name": "nul\u0000.png", "text": "odd"}])  # line 10: not a path
     return tmp_path
 
 
@@ -92,13 +93,14 @@ def test_every_bad_metadata_line_is_reported_at_once(broken_metadata, tiny_proce
     splits, summary = check(broken_metadata, tiny_processor.tokenizer)
     assert list(splits["train"]["text"]) == ["good one", "good two"]
     found = {p.line: p.message for p in summary.problems}
-    assert sorted(found) == [2, 3, 4, 6, 8, 9]
+    assert sorted(found) == [2, 3, 4, 6, 8, 9, 10]
     assert "text is 123 (int), not a string" in found[2]
     assert "not valid JSON" in found[3] and "missing ['text']" in found[4]
     assert "gone.png': no such file" in found[6] and "not an object" in found[8] and "text is null" in found[9]
-    assert summary.splits["train"].rows == 8 and summary.num_bad_rows() == 6
+    assert "is not a usable path (embedded null byte)" in found[10]
+    assert summary.splits["train"].rows == 9 and summary.num_bad_rows() == 7
     args = args_for(broken_metadata)
-    with pytest.raises(ValueError, match=r"(?s)6 problem\(s\) in 6 row\(s\).*metadata\.jsonl line 2.*line 9"):
+    with pytest.raises(ValueError, match=r"(?s)7 problem\(s\) in 7 row\(s\).*metadata\.jsonl line 2.*line 10"):
         prepare_splits(load_splits(args), tiny_processor.tokenizer, 32, args)
 
 
@@ -106,7 +108,7 @@ def test_skip_bad_samples_skips_and_counts_bad_metadata_lines(broken_metadata, t
     args = args_for(broken_metadata, skip_bad_samples=True, augment=False)
     splits, summary, decoders = prepare_splits(load_splits(args), tiny_processor.tokenizer, 32, args)
     assert list(splits["train"]["text"]) == ["good one", "good two"]
-    assert skip_report(summary, decoders).startswith("Skipped bad samples: 6 row(s) before training {'train': 6}")
+    assert skip_report(summary, decoders).startswith("Skipped bad samples: 7 row(s) before training {'train': 7}")
 
 
 def test_all_lines_bad_lists_them_instead_of_empty(tmp_path):
@@ -200,4 +202,4 @@ def test_validate_command_lists_bad_metadata_lines(broken_metadata, tmp_path, ca
                                       "test_split": None}))
     assert validate_main(["--config", str(recipe), *TINY_ARGS]) == 1
     out = capsys.readouterr().out
-    assert "train: 8 rows, 6 bad" in out and "metadata.jsonl line 3: not valid JSON" in out
+    assert "train: 9 rows, 7 bad" in out and "metadata.jsonl line 3: not valid JSON" in out

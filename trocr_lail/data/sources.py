@@ -175,11 +175,16 @@ def scan_metadata(folder: Path) -> MetadataScan:
             bad(number, error)
             continue
         name = record["file_name"]
-        image = (folder / name).resolve()  # follows symlinks: where the bytes really are
+        try:
+            image = (folder / name).resolve()  # follows symlinks: where the bytes really are
+            exists = image.is_file()
+        except (OSError, ValueError) as err:  # a NUL byte, a name too long for the file system, a symlink loop
+            bad(number, f"file_name {name!r} is not a usable path ({err})")
+            continue
         if not image.is_relative_to(root):
             bad(number, f"file_name {name!r} resolves to {image}, outside the split folder {root}; images must "
                         "be inside it (no '..', absolute paths or symlinks leading out)", str(folder / name))
-        elif not image.is_file():
+        elif not exists:
             bad(number, f"file_name {name!r}: no such file in {folder}; fix the name or restore the file",
                 str(folder / name))
         else:
