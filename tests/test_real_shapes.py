@@ -136,3 +136,29 @@ def test_trocr_small_trains_with_and_without_lail(connector, tmp_path, monkeypat
         saved = load_file(smollm2_dir() / "model.safetensors")
         llm = trainer.model.llm.state_dict()
         assert all(torch.equal(llm[k], v) for k, v in saved.items() if k in llm)  # the frozen LLM never moved
+
+
+@pytest.mark.parametrize("size,last", [("small", 12), ("base", 12), ("large", 24)])
+def test_tap_indices_of_12_and_24_layer_encoders(size, last):
+    from trocr_lail.lail.config import normalise_layers
+
+    layers = build_config(f"config:trocr-{size}").encoder.num_hidden_layers
+    assert layers == last
+    assert normalise_layers([0, last // 2, last, -1, -(last + 1)], layers) == [0, last // 2, last, last, 0]
+    for bad in (last + 1, -(last + 2)):
+        with pytest.raises(ValueError, match=rf"lail_layers: {bad} is out of range for a {last}-layer encoder"):
+            normalise_layers([bad], layers)
+
+
+def test_tap_24_of_trocr_large_is_its_last_layer_output():
+    """hidden_states[L] is the last layer's output (before ViT's final layernorm), the tap LAIL reads."""
+    from transformers import ViTModel
+
+    config = build_config("config:trocr-large").encoder
+    config.num_hidden_layers, config.image_size = 24, 32  # 24 layers at a small input: cheap, same indexing
+    config.hidden_size, config.intermediate_size, config.num_attention_heads = 32, 64, 2
+    encoder = ViTModel(config, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        out = encoder(torch.randn(1, 3, 32, 32), output_hidden_states=True)
+    assert len(out.hidden_states) == 25
+    torch.testing.assert_close(encoder.layernorm(out.hidden_states[24]), out.last_hidden_state)

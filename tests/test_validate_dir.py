@@ -33,8 +33,9 @@ def test_validate_folder_with_splits(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "data")]) == 1
     out = capsys.readouterr().out
     assert "train: 2 rows, 0 bad" in out and "test: 2 rows, 2 bad" in out
-    assert f"test row 0 ({tmp_path / 'data' / 'test' / '0.png'})" in out and "not a readable image" in out
-    assert "test row 1" in out and "empty or whitespace-only transcription" in out
+    meta = tmp_path / "data" / "test" / "metadata.jsonl"
+    assert f"{meta} line 1 ({tmp_path / 'data' / 'test' / '0.png'}): not a readable image" in out
+    assert f"{meta} line 2" in out and "empty or whitespace-only transcription" in out
     assert "no --model: tokenizer coverage and target lengths not checked" in out
 
 
@@ -44,7 +45,7 @@ def test_validate_single_split_with_and_without_a_tokenizer(tmp_path, model, cap
     assert "lines: 2 rows, 0 bad" in capsys.readouterr().out
     assert main(["validate", str(tmp_path / "lines"), "--model", str(model), "--max_target_length", "5"]) == 1
     out = capsys.readouterr().out
-    assert "lines row 1" in out and "cannot encode" in out and "\u2603" in out
+    assert f"{tmp_path / 'lines' / 'metadata.jsonl'} line 2" in out and "cannot encode" in out and "\u2603" in out
     assert "longest target 12 tokens, 2 over max_target_length=5" in out  # "plain ascii": 11 characters + EOS
 
 
@@ -55,3 +56,21 @@ def test_validate_refuses_a_folder_without_metadata(tmp_path):
     for argv in (["validate"], ["validate", "a", "b"], ["validate", "--data_dir", "a"]):
         with pytest.raises(SystemExit, match="give one data folder"):
             main(argv)
+
+
+def test_validate_dir_reports_bad_metadata_lines_with_the_image_checks(tmp_path, capsys):
+    """A plain folder gets the same all-at-once report as a recipe: bad metadata lines are named, not dropped."""
+    import json
+
+    from PIL import Image
+
+    from trocr_lail.cli import main
+
+    split = tmp_path / "train"
+    split.mkdir()
+    Image.new("RGB", (60, 20), "white").save(split / "a.png")
+    (split / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "fine"}) + "\n"
+                                          + json.dumps({"file_name": "../outside.png", "text": "x"}) + "\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "line 2" in out and "outside" in out

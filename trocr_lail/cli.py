@@ -7,8 +7,12 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+DEBUG_FLAG = "--debug"
 
 
 def _generation_args(parser: argparse.ArgumentParser) -> None:
@@ -41,17 +45,28 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> int:
+    from .data.images import BadImage, frame_count
     from .inference import collect_image_paths, load_image
 
+    if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
+        raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")
+    check_model_source(args.model)
     paths = collect_image_paths(args.inputs)
     readable, skipped = [], []
     for path in paths:  # decode up front: a bad file is named and skipped, not a crash after an hour of reading
         try:
-            load_image(path)
-            readable.append(path)
-        except Exception as err:  # noqa: BLE001 - PIL raises many types for unreadable files
+            frames = frame_count(load_image(path))  # the loader training and validation use: same rules
+        except BadImage as err:
             skipped.append(path)
-            print(f"skipping {path}: not a readable image ({type(err).__name__}: {err})", file=sys.stderr)
+            print(f"skipping {err}", file=sys.stderr)
+            continue
+        if frames > 1:
+            print(f"{path}: {frames} frames; reading the first", file=sys.stderr)
+        readable.append(path)
+    if not readable:
+        print(f"trocr-lail predict: no image could be read ({len(paths)} file(s), all skipped); nothing written",
+              file=sys.stderr)
+        return 1
     reader = _reader(args)
     texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
                         max_length=args.max_length)
@@ -67,6 +82,15 @@ def run_predict(args) -> int:
     return 0
 
 
+def check_model_source(model: str) -> None:
+    """A model argument that is neither a saved model folder nor a Hub id fails here, in words, instead of as
+    ``HFValidationError: Repo id must be ...`` from deep inside ``from_pretrained``."""
+    from .preflight import model_source_problem
+
+    if problem := model_source_problem("MODEL", model):
+        raise FileNotFoundError(problem)
+
+
 def _write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
@@ -74,11 +98,9 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
             writer = csv.DictWriter(handle, fieldnames=["file", "text"])
             writer.writeheader()
             writer.writerows(rows)
-    elif path.suffix.lower() == ".jsonl":
+    else:
         with path.open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    else:
-        raise ValueError(f"--output {path}: use a .jsonl or .csv file name")
 
 
 # --- evaluate ------------------------------------------------------------------------------------------------
@@ -108,6 +130,7 @@ def run_evaluate(args, extra: list[str]) -> int:
         recipe = yaml.safe_load(Path(args.config).read_text()) or {}
         parser.set_defaults(**{f.name: recipe[f.name] for f in dataclasses.fields(DataArguments) if f.name in recipe})
     (data_args,) = parser.parse_args_into_dataclasses(args=extra, look_for_args_file=False)
+    check_model_source(args.model)
     metrics = evaluate_model(_reader(args), data_args, args.split, args.report_dir, batch_size=args.batch_size,
                              progress=not args.no_progress, model_name=args.model,
                              num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
@@ -215,12 +238,13 @@ def run_validate(args, extra: list[str]) -> int:
     if len(extra) != 1 or extra[0].startswith("-"):
         raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
                          f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
-    from .configs import ModelArguments
-    from .data.sources import METADATA_FILES, load_local_split
+    from .configs import DataArguments, ModelArguments
+    from .data.sources import METADATA_FILES, load_local_split, metadata_scans
 
     folder = Path(extra[0])
+    root = folder
     if any((folder / name).is_file() for name in METADATA_FILES):
-        split_dirs = {folder.name: folder}
+        split_dirs, root = {folder.name: folder}, folder.parent
     else:
         split_dirs = {name: folder / name for name in ("train", "validation", "test")
                       if any((folder / name / meta).is_file() for meta in METADATA_FILES)}
@@ -236,7 +260,8 @@ def run_validate(args, extra: list[str]) -> int:
 
     splits = datasets.DatasetDict({name: load_local_split(path) for name, path in split_dirs.items()})
     max_length = args.max_target_length or ModelArguments.max_target_length
-    summary = validate.validate_splits(splits, tokenizer, max_length)
+    scans = metadata_scans(DataArguments(data_dir=str(root)), splits)  # bad metadata lines, in the same report
+    summary = validate.validate_splits(splits, tokenizer, max_length, scans=scans)
     return validate.report(summary, tokenizer_note="" if tokenizer else
                            "(no --model: tokenizer coverage and target lengths not checked)")
 
@@ -258,7 +283,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the input or the settings are wrong" (their messages say what and what to do), as opposed
+    to bugs: these print as one message, without a traceback."""
+    from .hub import PushError
+    from .nonfinite import NonFiniteLossError
+
+    return ValueError, OSError, NonFiniteLossError, PushError
+
+
+def run_script(name: str, function, argv: list[str] | None = None) -> int:
+    """Run ``function(argv)`` for a command-line entry point: a user error prints ``NAME: error: message`` on
+    stderr and returns 2 (a traceback only with ``--debug`` anywhere on the line, or TROCR_LAIL_DEBUG=1); an int
+    result is the exit status, anything else means success."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("TROCR_LAIL_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    try:
+        result = function(argv)
+    except user_errors() as err:
+        if debug:
+            raise
+        print(f"{name}: error: {err} (run with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if arg in SUBCOMMANDS), None)
+    return run_script(f"trocr-lail {command}" if command else "trocr-lail", _dispatch, argv)
+
+
+def _dispatch(argv: list[str]) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     args, extra = build_parser().parse_known_args(argv)
     if getattr(args, "allow_extra", False):

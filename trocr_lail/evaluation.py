@@ -7,8 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import datasets
+
 from .configs import DataArguments
-from .data.sources import load_split
+from .data.sources import load_split, require_clean_metadata
 from .inference import LineReader
 from .metrics import cer, wer
 from .report import write_report
@@ -27,7 +29,10 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
                    batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
                    **generate_kwargs) -> dict:
     dataset = load_split(data_args, split)
-    images, references = list(dataset["image"]), list(dataset["text"])
+    require_clean_metadata(data_args, split)
+    # Undecoded: the reader decodes through the training loader (same size, 16-bit and frame rules).
+    images = list(dataset.cast_column("image", datasets.Image(decode=False))["image"])
+    references = list(dataset["text"])
     start = time.perf_counter()
     predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
     seconds = time.perf_counter() - start

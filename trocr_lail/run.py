@@ -12,7 +12,7 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import resolve_resume
+from .checkpoints import disk_full_guard, resolve_resume
 from .ctc import CtcVisionEncoderDecoderModel
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
@@ -24,6 +24,7 @@ from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training
+from .preflight import check_loaded_model, check_settings
 
 logger = logging.getLogger("trocr_lail")
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
+    check_settings(model_args, data_args, training_args, lail_args, peft_args)  # seconds, before any loading
     # Before Trainer exists (it must not push the training model) and before any step (a bad license fails now).
     push_request = take_push_request(training_args, model_args.model_name_or_path)
     set_seed(training_args.seed)
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     processor, model = load_processor_and_model(model_args)
     if training_args.ctc_weight > 0:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
+    check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
@@ -66,8 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - start
     trainer.nonfinite.raise_if_stopped(training_args.output_dir)
-    trainer.save_model()
-    trainer.save_state()
+    with disk_full_guard("the final model", training_args.output_dir, training_args.output_dir):
+        trainer.save_model()
+        trainer.save_state()
     if peft_args.use_peft and trainer.is_world_process_zero():
         # PEFT saves only adapter files; the model config (with its LAIL entry) is what export/sidecar tools read.
         trainer.model.get_base_model().config.save_pretrained(training_args.output_dir)

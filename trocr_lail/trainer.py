@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .checkpoints import disk_full_guard
 from .ctc import ctc_loss_sum
 from .nonfinite import NonFiniteLossGuard
 
@@ -130,6 +132,13 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             raise RuntimeError(f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} weights the model has "
                                f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
         target.load_state_dict(reloaded.state_dict(), strict=True)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """A checkpoint save that runs out of disk space stops with one plain error and keeps the last complete
+        checkpoint (``checkpoints.disk_full_guard``)."""
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        with disk_full_guard(name, Path(self._get_output_dir(trial=trial)) / name, self.args.output_dir):
+            super()._save_checkpoint(model, trial)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Save as Trainer does, but the training arguments as JSON (``*_token`` fields redacted) instead of the

@@ -11,16 +11,17 @@ import torch.distributed as dist
 from .augment import build_augment
 from .images import DecodeImages
 from .pixels import preprocess_images
+from .sources import metadata_scans
 from .validate import ValidationSummary, validate_splits
 
 logger = logging.getLogger("trocr_lail")
 
 
 def validate_once(splits: datasets.DatasetDict, tokenizer, max_target_length: int, check_images: bool,
-                  is_main: bool) -> ValidationSummary:
+                  is_main: bool, scans: dict | None = None) -> ValidationSummary:
     """Validate on the main process only; other DDP ranks receive its summary instead of decoding everything
     again (they must agree on which rows to drop)."""
-    summary = validate_splits(splits, tokenizer, max_target_length, check_images) if is_main else None
+    summary = validate_splits(splits, tokenizer, max_target_length, check_images, scans) if is_main else None
     if dist.is_available() and dist.is_initialized():
         box = [summary]
         dist.broadcast_object_list(box, src=0)
@@ -36,9 +37,14 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
     # Synthetic lines come from our own renderer, in process: decoding them all again would only cost time
     # (17 s for the quickstart's 8,600 lines, ~3% of its budget); their text is still checked.
     check_images = data_args.validate_images and not data_args.synthetic
-    summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main)
+    summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main,
+                            metadata_scans(data_args, splits))
     if is_main:
         logger.info("Dataset check:\n%s", summary.format())
+        for name, split in summary.splits.items():
+            if split.multi_frame:
+                logger.warning("%d '%s' image(s) are animated or multi-page: only their first frame is read.",
+                               split.multi_frame, name)
     if summary.problems:
         if not data_args.skip_bad_samples:
             raise ValueError(summary.error_message())
@@ -62,7 +68,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
 
 def skip_report(summary: ValidationSummary, decoders: dict) -> str | None:
     """One line for the end of the run: rows dropped up front plus images that failed during training."""
-    upfront = {name: len(split.bad_rows()) for name, split in summary.splits.items() if split.bad_rows()}
+    upfront = {name: split.num_bad() for name, split in summary.splits.items() if split.num_bad()}
     later = {name: decoder.skipped.value for name, decoder in decoders.items() if decoder.skipped.value}
     if not upfront and not later:
         return None
