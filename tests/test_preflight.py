@@ -105,9 +105,12 @@ def test_config_presets_and_hub_ids_are_not_rejected(tmp_path, monkeypatch):
 
     model_args, data_args, training_args, lail_args, peft_args = run.parse_args(
         [*TINY_ARGS, "--synthetic", "true", "--output_dir", str(tmp_path), "--lail", "true",
-         "--lail_layers", "99", "--model_name_or_path", "config:trocr-small"])
+         "--lail_layers", "99", "--model_name_or_path", "microsoft/trocr-base-stage1"])
     preflight.check_settings(model_args, data_args, training_args, lail_args, peft_args)  # depth unknown: later
-    model_args.model_name_or_path = "microsoft/trocr-base-stage1"
+    model_args.model_name_or_path = "config:trocr-small"  # a preset's depth is known from its config: now
+    with pytest.raises(SettingsError, match="lail_layers: 99 is out of range for a 12-layer encoder"):
+        preflight.check_settings(model_args, data_args, training_args, lail_args, peft_args)
+    lail_args.lail_layers = [12]
     preflight.check_settings(model_args, data_args, training_args, lail_args, peft_args)
 
 
@@ -185,3 +188,12 @@ def test_null_on_the_command_line_means_none(tmp_path):
                                                       "--test_split", "None", "--output_dir", str(tmp_path)])
     assert data_args.validation_split is None and data_args.test_split is None
     assert data_args.train_split == "train" and training_args.output_dir == str(tmp_path)
+
+
+def test_config_presets_are_checked_from_their_published_shape():
+    from trocr_lail.configs import ModelArguments
+    from trocr_lail.preflight import encoder_shape, model_source_problem
+
+    assert encoder_shape(ModelArguments(model_name_or_path="config:trocr-large")) == (24, 1024)
+    assert model_source_problem("model_name_or_path", "config:trocr-base") is None
+    assert "allowed presets are config:trocr-small" in model_source_problem("model_name_or_path", "config:trocr-xl")

@@ -42,8 +42,13 @@ def _looks_like_path(name: str) -> bool:
 
 def model_source_problem(option: str, name: str | None, special: tuple[str, ...] = ()) -> str | None:
     """A model/LLM source that is neither special, an existing model folder, nor a well-formed Hub id."""
-    if not name or name in special or name.startswith("config:"):  # config:<preset>: built from a config
+    if not name or name in special:
         return None
+    if name.startswith("config:"):  # config:<preset>: a published architecture built from its config
+        from .shapes import SHAPES
+
+        return None if name[len("config:"):] in SHAPES else \
+            f"{option} = {name!r}: allowed presets are {', '.join('config:' + s for s in SHAPES)}"
     path = Path(name).expanduser()
     if path.is_dir():
         return None if (path / "config.json").is_file() else \
@@ -63,6 +68,14 @@ def encoder_shape(model_args) -> tuple[int, int] | None:
     """(layers, width) of the encoder, when the config alone gives them: the tiny model, or a local folder."""
     if model_args.model_name_or_path == "tiny":
         return model_args.tiny_encoder_layers, model_args.tiny_encoder_dim
+    from .shapes import build_config, is_config_name
+
+    if is_config_name(model_args.model_name_or_path):
+        try:
+            encoder = build_config(model_args.model_name_or_path).encoder
+        except ValueError:
+            return None  # an unknown preset is reported by model_source_problem
+        return encoder.num_hidden_layers, encoder.hidden_size
     config = Path(model_args.model_name_or_path).expanduser() / "config.json"
     try:
         encoder = json.loads(config.read_text())["encoder"]
