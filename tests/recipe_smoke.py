@@ -73,3 +73,14 @@ def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int
     if recipe.get("lail"):
         recipe.update(lail_llm="smollm2", lail_llm_dtype="float32", lail_llm_4bit=False)
     return recipe
+
+
+if __name__ == "__main__":  # python tests/recipe_smoke.py RECIPE.yaml: one smoke run in its own process
+    import sys
+
+    import trocr_lail.loading
+    from trocr_lail.run import main
+    from trocr_lail.shapes import build_model
+
+    trocr_lail.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
+    main(["--config", sys.argv[1]])

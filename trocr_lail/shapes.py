@@ -46,6 +46,9 @@ _DECODER = dict(decoder_layers=12, d_model=1024, decoder_attention_heads=16, dec
                 activation_function="relu", dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, init_std=0.02,
                 decoder_layerdrop=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
                 tie_word_embeddings=False)
+# The stage-1 base/large decoders: RoBERTa's vocabulary, fairseq's sinusoidal positions, no layernorm_embedding.
+_STAGE1_DECODER = dict(vocab_size=50265, max_position_embeddings=1024, use_learned_position_embeddings=False,
+                       scale_embedding=True, layernorm_embedding=False)
 SHAPES = {
     "trocr-small": {
         "encoder": (DeiTConfig, dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
@@ -58,15 +61,13 @@ SHAPES = {
     "trocr-base": {
         "encoder": (ViTConfig, dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                     intermediate_size=3072, qkv_bias=False)),
-        "decoder": dict(vocab_size=50265, cross_attention_hidden_size=768, max_position_embeddings=1024,
-                        use_learned_position_embeddings=False, scale_embedding=True, layernorm_embedding=False),
+        "decoder": dict(_STAGE1_DECODER, cross_attention_hidden_size=768),
         "tokenizer": "bpe",
     },
     "trocr-large": {
         "encoder": (ViTConfig, dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                     intermediate_size=4096, qkv_bias=False)),
-        "decoder": dict(vocab_size=50265, cross_attention_hidden_size=1024, max_position_embeddings=1024,
-                        use_learned_position_embeddings=False, scale_embedding=True, layernorm_embedding=False),
+        "decoder": dict(_STAGE1_DECODER, cross_attention_hidden_size=1024),
         "tokenizer": "bpe",
     },
 }
