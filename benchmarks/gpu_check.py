@@ -183,14 +183,14 @@ def main(argv: list[str] | None = None) -> list[list]:
     parser.add_argument("--llms", nargs="+", default=None, help=f"of {sorted(LLM_SHAPES)}; default: both on CUDA, "
                                                                 "smollm2-135m on CPU")
     parser.add_argument("--batch", type=int, default=None, help="default: 8 (the notebook's) on CUDA, 2 on CPU")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per row (default 6 CUDA, 2 CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per row (default 6 CUDA, 4 CPU)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     shapes = args.shapes or (["trocr-base", "trocr-large"] if cuda else ["trocr-small"])
     precisions = args.precisions or (["bf16", "fp16"] if cuda else ["fp32"])
     llms = args.llms or (sorted(LLM_SHAPES) if cuda else ["smollm2-135m"])
     batch = args.batch or (8 if cuda else 2)
-    steps = args.steps or (6 if cuda else 2)
+    steps = args.steps or (6 if cuda else 4)
     where = torch.cuda.get_device_name() if cuda else "CPU (no CUDA: smallest shape and batch, fp32; ratios only)"
     print(f"\ngpu-check on {where}: batch {batch}, {steps} optimizer steps per row, random weights from config\n")
     table = []
