@@ -20,6 +20,7 @@ from .data.sources import load_splits
 from .export import export_model
 from .hub import publish, save_run_facts, take_push_request
 from .lail.config import LailArguments
+from .lail.diagnostic_plots import plot_lail_diagnostics
 from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.warning(skipped)
     metrics["nonfinite_skipped_steps"] = trainer.nonfinite.skipped_steps
     if trainer.is_world_process_zero():
-        for plot in plot_training(trainer.state.log_history, training_args.output_dir):
+        for plot in [*plot_training(trainer.state.log_history, training_args.output_dir),
+                     *plot_lail_diagnostics(trainer.state.log_history, training_args.output_dir)]:
             logger.info("Wrote %s", plot)
         save_run_facts(training_args.output_dir, model_args, data_args, training_args, lail_args, test_metrics,
                        trainer.state.global_step, peft_args)
