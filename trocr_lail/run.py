@@ -14,6 +14,7 @@ from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import resolve_resume
 from .ctc import CtcVisionEncoderDecoderModel
+from .degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
@@ -25,6 +26,7 @@ from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training
+from .test_sets import evaluate_test_sets
 
 logger = logging.getLogger("trocr_lail")
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.ctc_weight > 0:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
     with training_args.main_process_first(desc="loading data"):
-        splits = load_splits(data_args)
+        splits = add_degraded_splits(load_splits(data_args), data_args)
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
                                                     data_args, is_main=training_args.process_index == 0,
                                                     image_processor=processor.image_processor)
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.test_split:
         test = splits[data_args.test_split]
         output = trainer.predict(test, metric_key_prefix="test")
+        output.metrics.update(evaluate_test_sets(trainer, splits, data_args, processor.tokenizer, output))
         trainer.log_metrics("test", output.metrics)
         trainer.save_metrics("test", output.metrics)
         metrics.update(output.metrics)
