@@ -8,7 +8,8 @@
 
 import argparse
 
-from trocr_lail.ablation import Grid, run_grid, write_report
+from trocr_lail.ablation import Grid, run_grid
+from trocr_lail.ablation_report import write_report
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
