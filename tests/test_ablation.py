@@ -142,6 +142,7 @@ def test_a_two_cell_grid_runs_and_resumes(tmp_path):
                      max_target_length=32)
     grid = Grid.from_file(write_grid(tmp_path, overrides=overrides, grid={"learning_rate": [1e-3, 1e-2]}))
     assert [row["cell"] for row in run_grid(grid, shard=(1, 2))] == ["learning_rate=0.01"]
+    assert [row["cell"] for row in run_grid(grid, collect_only=True)] == ["learning_rate=0.01"]  # runs nothing
     rows = run_grid(grid)  # runs the other shard's cell, re-uses this one
     assert [row["cell"] for row in rows] == ["learning_rate=0.001", "learning_rate=0.01"]
     assert all(0 <= row["test_cer"] for row in rows)

@@ -126,9 +126,11 @@ def command(grid: Grid, cell: Cell, seed: int | None = None) -> list[str]:
             *seed_flags, "--output_dir", str(grid.run_dir(cell, seed))]
 
 
-def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1),
+             collect_only: bool = False) -> list[dict]:
     """Run (or collect) every cell and seed, one row each; ``shard=(k, n)`` runs only runs k, k+n, ... of
-    ``grid.runs()`` so n processes can share a grid (a final unsharded call then only collects)."""
+    ``grid.runs()`` so n processes can share a grid (a final unsharded call then only collects).
+    ``collect_only`` runs nothing and leaves out runs without results (a report on a partial grid)."""
     rows = []
     index, count = shard
     for cell, seed in grid.runs()[index::count]:
@@ -137,6 +139,9 @@ def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1))
         cmd = command(grid, cell, seed)
         if dry_run:
             print(shlex.join(cmd))
+            continue
+        if not results.is_file() and collect_only:
+            print(f"[ablation] {cell.name}{'' if seed is None else f' seed {seed}'}: no results yet, left out")
             continue
         if not results.is_file():
             print(f"[ablation] {cell.name}{'' if seed is None else f' seed {seed}'}: {shlex.join(cmd)}", flush=True)
