@@ -127,8 +127,13 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
     assert decoder["difference"] == expected and decoder["baseline"] == "baseline"
     assert expected.delta == pytest.approx(-8 / 54)  # LAIL is exact; the baseline: 3 + 5 edits on 2 x 27 chars
     assert ctc["branch"] == "CTC" and ctc["difference"].delta == 0.0
+    for seed, info in ((1, [0.1, 0.3, 0.5]), (2, [0.3, 0.5, 0.9])):  # the LAIL runs' training logs
+        history = [{"step": 10 * i, "lail_prefix_info_layer_2": v, "lail_grad_ratio_layer_2": 2.0} for i, v in
+                   enumerate(info, 1)]
+        (out / "lail" / f"seed-{seed}" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     report = write_report(grid, rows, "grid.yaml").read_text()
     assert "python recipes/ablate.py --grid grid.yaml" in report and "| lail | baseline | test | CTC |" in report
+    assert "| lail | 2 | 10 | 0.20 ± 0.14 |  | 2.00 ± 0.00 |" in report and "| lail | 2 | 30 | 0.70 ± 0.28 |" in report
     assert json.loads((out / "ablation.json").read_text())["differences"][1]["verdict"] == "no measurable effect"
     assert (out / "ablation.png").stat().st_size > 1000
 

@@ -97,6 +97,39 @@ def compare(grid: Grid, rows: list[dict], num_samples: int = 10000) -> list[dict
     return comparisons
 
 
+DIAGNOSTICS = (("lail_prefix_info_layer_", "prefix info"), ("lail_prefix_info_mismatched_layer_", "another line's"),
+               ("lail_grad_ratio_layer_", "grad ratio"))
+
+
+def diagnostics_table(rows: list[dict]) -> str:
+    """LAIL runs' training diagnostics (``lail/trainer.py``) at their first, middle and last logged step, mean
+    over seeds: prefix information (nats/token), the same with another line's prefix, LAIL/recognition gradient."""
+    histories: dict[str, list[list[dict]]] = {}
+    for row in rows:
+        state = Path(row["run_dir"]) / "trainer_state.json"
+        if state.is_file():
+            history = [entry for entry in json.loads(state.read_text())["log_history"]
+                       if any(key.startswith(DIAGNOSTICS[0][0]) for key in entry)]
+            if history:
+                histories.setdefault(row["cell"], []).append(history)
+    if not histories:
+        return ""
+    lines = ["| cell | tap | step | " + " | ".join(title for _, title in DIAGNOSTICS) + " |",
+             "|" + " --- |" * (3 + len(DIAGNOSTICS))]
+    for cell, runs in histories.items():
+        taps = sorted({key.rsplit("_", 1)[1] for entry in runs[0] for key in entry
+                       if key.startswith(DIAGNOSTICS[0][0])}, key=int)
+        count = min(len(history) for history in runs)
+        for tap in taps:
+            for position in sorted({0, count // 2, count - 1}):
+                values = []
+                for prefix, _ in DIAGNOSTICS:
+                    found = [h[position][prefix + tap] for h in runs if prefix + tap in h[position]]
+                    values.append(_pm(mean_std(found), 1.0, 2, "") if found else "")
+                lines.append(f"| {cell} | {tap} | {runs[0][position]['step']} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _pm(value: tuple[float, float | None] | None, scale: float = 100.0, digits: int = 2, unit: str = "%") -> str:
     if value is None:
         return ""
@@ -183,6 +216,11 @@ def write_report(grid: Grid, rows: list[dict], grid_file: str, num_samples: int 
         text += ("\nEach LAIL cell against its baseline (lail off, same other settings): corpus CER difference "
                  "pooled over seeds, paired bootstrap 95% interval over test lines (negative = LAIL reads "
                  "better):\n\n" + differences_table(comparisons))
+    diagnostics = diagnostics_table(rows)
+    if diagnostics:
+        text += ("\nLAIL diagnostics in training (mean ± std over seeds): prefix information, the same with another "
+                 "line's prefix (nats/token; their difference is what the prefix says about its own line), and the "
+                 "LAIL/recognition gradient ratio into the tapped layer:\n\n" + diagnostics)
     report = out / "ablation.md"
     report.write_text(text + "\n![test CER per cell](ablation.png)\n")
     payload = {"summary": summary, "differences": [{**item, "difference": vars(item["difference"]),
