@@ -174,7 +174,7 @@ def plot(summary: list[dict], sets: list[tuple[str, str]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     branches = list(dict.fromkeys(branch for _, branch in sets))
-    fig, axes = plt.subplots(len(branches), 1, figsize=(max(6, 1.2 * len(summary) * max(1, len(sets) / 3)),
+    fig, axes = plt.subplots(len(branches), 1, figsize=(max(8, 1.2 * len(summary) * max(1, len(sets) / 3) + 2),
                                                         3.6 * len(branches)), squeeze=False)
     for ax, branch in zip(axes[:, 0], branches):
         names = [name for name, b in sets if b == branch]
@@ -190,8 +190,8 @@ def plot(summary: list[dict], sets: list[tuple[str, str]], path: Path) -> None:
         ax.set_ylabel(f"{BRANCHES[branch]} test CER (%)")
         ax.grid(axis="y", alpha=0.3)
         if len(names) > 1:
-            ax.legend(fontsize=7, ncol=min(5, len(names)))
-    axes[0, 0].set_title("Ablation: test CER per cell, mean and one standard deviation over seeds (lower is better)")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0, 0].set_title("Test CER per cell: mean, error bar 1 sd over seeds (lower is better)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
