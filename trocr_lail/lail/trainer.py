@@ -7,12 +7,13 @@ processes (the trl pattern). Evaluation records the LAIL loss too: with ``predic
 Diagnostics (is the prefix informative, and how hard does LAIL pull on the encoder?), train and eval:
 
 - ``lail_uncond_loss``: the frozen LLM's loss on the same transcription tokens with no prefix (a forward pass
-  without gradient on every LAIL step, about a third of the cost of one tap's prefixed pass).
+  without gradient on every LAIL step, cheaper than one tap's prefixed forward and backward).
 - ``lail_prefix_info_layer_<l>`` = ``lail_uncond_loss - lail_loss_layer_<l>``, in nats per token: what the tap's
   prefix tells the LLM about the line. About zero for an uninformative prefix, negative when it only disturbs.
-- ``lail_prefix_info_mismatched_layer_<l>``: the same with each line after another line's prefix (eval, and the
-  training steps below). Line-specific information is ``prefix_info - prefix_info_mismatched``; a prefix that
-  helps as much for the wrong line tells the LLM only "English prose", not what this line says.
+- ``lail_prefix_info_mismatched_layer_<l>``: the same with each line after another line's prefix (every LAIL
+  step with a seq2seq loss, and eval: one more forward without gradient). Line-specific information is
+  ``prefix_info - prefix_info_mismatched``; a prefix that helps as much for the wrong line tells the LLM only
+  "English prose", not what this line says.
 - ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
   the LAIL term (``alpha`` times the weighted sum over all taps, as it enters the loss) sends into encoder
   ``hidden_states[l]``, over the norm of the recognition loss's gradient (seq2seq, plus CTC when on) there.
@@ -75,9 +76,10 @@ class LailTrainer(LineRecognitionTrainer):
             lail_term = alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
             loss = loss + lail_term
             uncond = self.accelerator.unwrap_model(model).unconditional_loss(**llm_inputs)
-            if model.training and s2s is not None and self._first_lail_step_of_interval():
-                self._record_gradient_ratios(outputs, s2s, lail_term)
+            if model.training and s2s is not None:  # the same batch as the prefixed loss: a paired control
                 self._record_mismatched("train", outputs.encoder_hidden_states, llm_inputs, uncond)
+                if self._first_lail_step_of_interval():
+                    self._record_gradient_ratios(outputs, s2s, lail_term)
         self._record("train" if model.training else "eval", lail_losses, alpha, uncond)
         return (loss, outputs) if return_outputs else loss
 
