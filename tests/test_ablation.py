@@ -135,7 +135,7 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
     assert "python recipes/ablate.py --grid grid.yaml" in report and "| lail | baseline | test | CTC |" in report
     assert "| lail | 2 | 10 | 0.20 ± 0.14 |  | 2.00 ± 0.00 |" in report and "| lail | 2 | 30 | 0.70 ± 0.28 |" in report
     assert json.loads((out / "ablation.json").read_text())["differences"][1]["verdict"] == "no measurable effect"
-    assert (out / "ablation.png").stat().st_size > 1000
+    assert (out / "ablation.png").stat().st_size > 1000 and (out / "ablation_diagnostics.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

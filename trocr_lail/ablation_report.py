@@ -101,24 +101,35 @@ DIAGNOSTICS = (("lail_prefix_info_layer_", "prefix info"), ("lail_prefix_info_mi
                ("lail_grad_ratio_layer_", "grad ratio"))
 
 
-def diagnostics_table(rows: list[dict]) -> str:
-    """LAIL runs' training diagnostics (``lail/trainer.py``) at their first, middle and last logged step, mean
-    over seeds: prefix information (nats/token), the same with another line's prefix, LAIL/recognition gradient."""
-    histories: dict[str, list[list[dict]]] = {}
+def diagnostic_histories(rows: list[dict]) -> dict[str, list[tuple[int | None, list[dict]]]]:
+    """Per LAIL cell, each run's seed and its logged training entries that carry diagnostics."""
+    histories: dict[str, list[tuple[int | None, list[dict]]]] = {}
     for row in rows:
         state = Path(row["run_dir"]) / "trainer_state.json"
         if state.is_file():
             history = [entry for entry in json.loads(state.read_text())["log_history"]
                        if any(key.startswith(DIAGNOSTICS[0][0]) for key in entry)]
             if history:
-                histories.setdefault(row["cell"], []).append(history)
+                histories.setdefault(row["cell"], []).append((row.get("seed"), history))
+    return histories
+
+
+def _taps(history: list[dict]) -> list[str]:
+    prefix = DIAGNOSTICS[0][0]
+    return sorted({key[len(prefix):] for entry in history for key in entry if key.startswith(prefix)}, key=int)
+
+
+def diagnostics_table(rows: list[dict]) -> str:
+    """LAIL runs' training diagnostics (``lail/trainer.py``) at their first, middle and last logged step, mean
+    over seeds: prefix information (nats/token), the same with another line's prefix, LAIL/recognition gradient."""
+    histories = diagnostic_histories(rows)
     if not histories:
         return ""
     lines = ["| cell | tap | step | " + " | ".join(title for _, title in DIAGNOSTICS) + " |",
              "|" + " --- |" * (3 + len(DIAGNOSTICS))]
-    for cell, runs in histories.items():
-        taps = sorted({key.rsplit("_", 1)[1] for entry in runs[0] for key in entry
-                       if key.startswith(DIAGNOSTICS[0][0])}, key=int)
+    for cell, seeded in histories.items():
+        runs = [history for _, history in seeded]
+        taps = _taps(runs[0])
         count = min(len(history) for history in runs)
         for tap in taps:
             for position in sorted({0, count // 2, count - 1}):
@@ -128,6 +139,43 @@ def diagnostics_table(rows: list[dict]) -> str:
                     values.append(_pm(mean_std(found), 1.0, 2, "") if found else "")
                 lines.append(f"| {cell} | {tap} | {runs[0][position]['step']} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def plot_diagnostics(rows: list[dict], path: Path) -> bool:
+    """Every LAIL run's prefix information (solid; dotted: another line's prefix) and gradient ratio over
+    training, one colour per run; False when no run logged diagnostics."""
+    histories = diagnostic_histories(rows)
+    if not histories:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (info_ax, ratio_ax) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    runs = [(cell, seed, history) for cell, seeded in histories.items() for seed, history in seeded]
+    for color, (cell, seed, history) in enumerate(runs):
+        for tap in _taps(history):
+            label = f"{cell}, seed {seed}, tap {tap}"
+            for prefix, axis, style in ((DIAGNOSTICS[0][0], info_ax, "-"), (DIAGNOSTICS[1][0], info_ax, ":"),
+                                        (DIAGNOSTICS[2][0], ratio_ax, "-")):
+                points = [(e["step"], e[prefix + tap]) for e in history if prefix + tap in e]
+                if points:
+                    axis.plot(*zip(*points), linestyle=style, color=f"C{color}", marker="o", markersize=2,
+                              label=label if style == "-" else None)
+    info_ax.axhline(0.0, color="black", linewidth=0.8)
+    info_ax.set_ylabel("nats / token")
+    info_ax.set_title("Prefix information (dotted: another line's prefix); above 0 the prefix informs", fontsize=10)
+    ratio_ax.set_yscale("log")
+    ratio_ax.set_ylabel("|grad LAIL| / |grad recognition|")
+    ratio_ax.set_xlabel("optimizer step")
+    for axis in (info_ax, ratio_ax):
+        axis.grid(True, alpha=0.3)
+    info_ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
 
 
 def _pm(value: tuple[float, float | None] | None, scale: float = 100.0, digits: int = 2, unit: str = "%") -> str:
@@ -220,11 +268,13 @@ def write_report(grid: Grid, rows: list[dict], grid_file: str, num_samples: int 
     if diagnostics:
         text += ("\nLAIL diagnostics in training (mean ± std over seeds): prefix information, the same with another "
                  "line's prefix (nats/token; their difference is what the prefix says about its own line), and the "
-                 "LAIL/recognition gradient ratio into the tapped layer:\n\n" + diagnostics)
+                 "LAIL/recognition gradient ratio into the tapped layer:\n\n" + diagnostics
+                 + "\n![LAIL diagnostics](ablation_diagnostics.png)\n")
     report = out / "ablation.md"
     report.write_text(text + "\n![test CER per cell](ablation.png)\n")
     payload = {"summary": summary, "differences": [{**item, "difference": vars(item["difference"]),
                                                     "verdict": item["difference"].verdict} for item in comparisons]}
     (out / "ablation.json").write_text(json.dumps(payload, indent=2) + "\n")
     plot(summary, sets, out / "ablation.png")
+    plot_diagnostics(rows, out / "ablation_diagnostics.png")
     return report

@@ -34,6 +34,7 @@ def plot_lail_diagnostics(log_history: list[dict], out_dir: str | Path) -> list[
     for number, layer in enumerate(layers):
         color = colors[number % len(colors)]
         curves = [(INFO + layer, "-", "o", f"layer {layer}, train"),
+                  (MISMATCHED + layer, ":", "o", f"layer {layer}, train, another line's prefix"),
                   ("eval_" + INFO + layer, "-", "s", f"layer {layer}, eval"),
                   ("eval_" + MISMATCHED + layer, ":", "x", f"layer {layer}, eval, another line's prefix")]
         for key, style, marker, label in curves:
