@@ -125,6 +125,7 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
                                 [line_edits(texts, base[s])[0] for s in (1, 2)], line_edits(texts, texts)[1],
                                 num_samples=2000)
     assert decoder["difference"] == expected and decoder["baseline"] == "baseline"
+    assert decoder["per_seed"] == pytest.approx([-3 / 27, -5 / 27])
     assert expected.delta == pytest.approx(-8 / 54)  # LAIL is exact; the baseline: 3 + 5 edits on 2 x 27 chars
     assert ctc["branch"] == "CTC" and ctc["difference"].delta == 0.0
     for seed, info in ((1, [0.1, 0.3, 0.5]), (2, [0.3, 0.5, 0.9])):  # the LAIL runs' training logs
@@ -133,6 +134,7 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
         (out / "lail" / f"seed-{seed}" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     report = write_report(grid, rows, "grid.yaml").read_text()
     assert "python recipes/ablate.py --grid grid.yaml" in report and "| lail | baseline | test | CTC |" in report
+    assert "| -11.1, -18.5 | yes |" in report
     assert "| lail | 2 | 10 | 0.20 ± 0.14 |  | 2.00 ± 0.00 |" in report and "| lail | 2 | 30 | 0.70 ± 0.28 |" in report
     assert json.loads((out / "ablation.json").read_text())["differences"][1]["verdict"] == "no measurable effect"
     assert (out / "ablation.png").stat().st_size > 1000 and (out / "ablation_diagnostics.png").stat().st_size > 1000

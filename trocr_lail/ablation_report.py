@@ -92,8 +92,11 @@ def compare(grid: Grid, rows: list[dict], num_samples: int = 10000) -> list[dict
             else:
                 if seeds:
                     difference = paired_bootstrap(edits_a, edits_b, lengths, num_samples=num_samples)
+                    # The interval resamples lines for these seeds; per-seed differences show training noise.
+                    per_seed = [float((a.sum() - b.sum()) / max(1, lengths.sum())) for a, b in zip(edits_a, edits_b)]
                     comparisons.append({"cell": cell.name, "baseline": baseline.name, "test_set": test_set,
-                                        "branch": BRANCHES[branch], "difference": difference})
+                                        "branch": BRANCHES[branch], "difference": difference,
+                                        "per_seed": per_seed})
     return comparisons
 
 
@@ -203,13 +206,17 @@ def markdown_table(summary: list[dict], columns: list[str], sets: list[tuple[str
 
 def differences_table(comparisons: list[dict]) -> str:
     header = ["cell", "baseline", "test set", "branch", "CER difference", "95% interval", "lines x seeds",
-              "verdict"]
+              "verdict", "per seed", "seeds agree"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for item in comparisons:
         d: Difference = item["difference"]
+        per_seed = item.get("per_seed", [])
+        signs = {(value > 0) - (value < 0) for value in per_seed}
+        agree = "" if len(per_seed) < 2 else ("yes" if len(signs) == 1 else "no")
         lines.append(f"| {item['cell']} | {item['baseline']} | {item['test_set']} | {item['branch']} | "
                      f"{100 * d.delta:+.2f} pp | [{100 * d.low:+.2f}, {100 * d.high:+.2f}] pp | "
-                     f"{d.lines} x {d.seeds} | {d.verdict} |")
+                     f"{d.lines} x {d.seeds} | {d.verdict} | "
+                     + ", ".join(f"{100 * value:+.1f}" for value in per_seed) + f" | {agree} |")
     return "\n".join(lines) + "\n"
 
 
@@ -263,7 +270,8 @@ def write_report(grid: Grid, rows: list[dict], grid_file: str, num_samples: int 
     if comparisons:
         text += ("\nEach LAIL cell against its baseline (lail off, same other settings): corpus CER difference "
                  "pooled over seeds, paired bootstrap 95% interval over test lines (negative = LAIL reads "
-                 "better):\n\n" + differences_table(comparisons))
+                 "better). The interval resamples lines for these seeds only; the per-seed differences (pp) show "
+                 "how much training noise moves it:\n\n" + differences_table(comparisons))
     diagnostics = diagnostics_table(rows)
     if diagnostics:
         text += ("\nLAIL diagnostics in training (mean ± std over seeds): prefix information, the same with another "
