@@ -1,15 +1,21 @@
-"""The ablation runner: grid expansion, flags that the recipe parser accepts, shared budget, report."""
+"""The ablation runner: grid expansion, seeds, flags that the recipe parser accepts, shared budget, baselines,
+report (mean and spread over seeds, paired bootstrap intervals read from per-line predictions)."""
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from trocr_lail.ablation import Grid, cell_name, command, expand, markdown_table, run_grid, to_flags, write_report
+from trocr_lail.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, to_flags
+from trocr_lail.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
+from trocr_lail.metrics import line_edits
 from trocr_lail.run import parse_args
+from trocr_lail.uncertainty import paired_bootstrap
 
-from conftest import TINY_ARGS
+from conftest import TINY_ARGS, save_tiny_llm
 
 QUICKSTART_LAIL = str(Path(__file__).parents[1] / "recipes/quickstart/lail.yaml")
 
@@ -56,18 +62,82 @@ def test_cells_must_share_seed_and_budget(tmp_path):
         Grid.from_file(write_grid(tmp_path, cells=[{"name": "a"}, {"name": "a"}]))
 
 
-def test_report_table_and_plot(tmp_path):
-    grid = Grid.from_file(write_grid(tmp_path, grid={"lail_alpha": [0.25, 0.5]}))
-    rows = [{"cell": c.name, **c.overrides, "test_cer": cer, "test_wer": 2 * cer}
-            for c, cer in zip(grid.cells, (0.1234, 0.5))]
-    rows[0].update(max_steps=100, train_runtime=25.0, peak_memory_gib=1.234)
-    table = markdown_table(rows, ["lail_alpha"])
-    assert "| alpha=0.25 | 0.25 | 12.34% | 24.68% | 0.250 | 1.23 |" in table
-    assert "| alpha=0.5 | 0.5 | 50.00% | 100.00% |  |  |" in table
-    (tmp_path / "out").mkdir()
-    report = write_report(grid, rows, "grid.yaml")
-    assert "python recipes/ablate.py --grid grid.yaml" in report.read_text()
-    assert (tmp_path / "out" / "ablation.png").stat().st_size > 1000
+def test_seeds_run_every_cell_once_per_seed(tmp_path):
+    grid = Grid.from_file(write_grid(tmp_path, seeds=[3, 4], cells=[{"name": "baseline", "lail": False},
+                                                                      {"name": "lail", "lail_alpha": 0.25}]))
+    assert [(cell.name, seed) for cell, seed in grid.runs()] == [("baseline", 3), ("baseline", 4), ("lail", 3),
+                                                                 ("lail", 4)]
+    cmd = command(grid, *grid.runs()[3])
+    _, _, training, lail, _ = parse_args(cmd[2:])
+    assert training.seed == 4 and lail.lail_alpha == 0.25
+    assert training.output_dir == str(tmp_path / "out" / "lail" / "seed-4")
+    for bad in ([], [1, 1], "3", [1.5]):
+        with pytest.raises(ValueError, match="distinct integers"):
+            Grid.from_file(write_grid(tmp_path, seeds=bad, cells=[{"name": "a"}]))
+    with pytest.raises(ValueError, match="not both"):
+        Grid.from_file(write_grid(tmp_path, seeds=[1], overrides={"seed": 2}, cells=[{"name": "a"}]))
+
+
+def test_each_lail_cell_is_paired_with_the_baseline_of_its_other_settings(tmp_path):
+    grid = Grid.from_file(write_grid(tmp_path, overrides={"max_steps": 5}, cells=[
+        {"name": "base-500", "lail": False, "synthetic_train_samples": 500},
+        {"name": "base-full", "lail": False},
+        {"name": "lail-500", "lail_alpha": 0.5, "synthetic_train_samples": 500},
+        {"name": "lail-full-ramp", "lail_alpha_schedule": "ramp", "lail_alpha_ramp_step": 2},
+        {"name": "lail-lr", "learning_rate": 0.1}]))
+    pairs = {cell.name: getattr(baseline_of(grid, cell), "name", None) for cell in grid.cells}
+    assert pairs == {"base-500": None, "base-full": None, "lail-500": "base-500", "lail-full-ramp": "base-full",
+                     "lail-lr": None}
+
+
+def fake_run(root, name, seed, texts, predictions, ctc=None):
+    run = root / name / f"seed-{seed}"
+    run.mkdir(parents=True)
+    rows = [{"text": t, "prediction": p, **({"ctc_prediction": ctc[i]} if ctc else {})}
+            for i, (t, p) in enumerate(zip(texts, predictions))]
+    (run / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edits, lengths = line_edits(texts, predictions)
+    return {"cell": name, "seed": seed, "run_dir": str(run), "test_cer": edits.sum() / lengths.sum(),
+            "test_wer": 0.5, **({"test_ctc_cer": 0.9} if ctc else {})}
+
+
+def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
+    grid = Grid.from_file(write_grid(tmp_path, seeds=[1, 2], cells=[{"name": "baseline", "lail": False},
+                                                                      {"name": "lail", "lail_alpha": 0.5}]))
+    texts = ["the cat", "a dog", "hello", "on the mat"]
+    base = {1: ["the cat", "a dig", "hallo", "on tho mat"], 2: ["tha cat", "a dog", "hello", "on the"]}
+    lail = {1: ["the cat", "a dog", "hello", "on the mat"], 2: ["the cat", "a dog", "hello", "on the mat"]}
+    out = tmp_path / "out"
+    rows = [fake_run(out, "baseline", s, texts, base[s], ctc=texts) for s in (1, 2)]
+    rows += [fake_run(out, "lail", s, texts, lail[s], ctc=texts) for s in (1, 2)]
+    rows[0].update(max_steps=100, train_runtime=25.0, peak_memory_gib=1.25)
+    rows[1].update(max_steps=100, train_runtime=35.0, peak_memory_gib=1.75)
+    assert evaluated_sets(rows) == [("test", ""), ("test", "_ctc")]
+    summary = summarise(grid, rows)
+    cers = [rows[0]["test_cer"], rows[1]["test_cer"]]
+    assert summary[0]["test_cer"] == pytest.approx((np.mean(cers), np.std(cers, ddof=1)))
+    assert summary[1]["test_cer"] == (0.0, 0.0)
+    table = markdown_table(summary, ["lail_alpha"], evaluated_sets(rows))
+    assert (f"| baseline |  | 2 | {100 * np.mean(cers):.2f}% ± {100 * np.std(cers, ddof=1):.2f} | 50.00% ± 0.00 "
+            "| 90.00% ± 0.00 | 0.300 ± 0.071 | 1.50 ± 0.35 |") in table
+    [decoder, ctc] = compare(grid, rows, num_samples=2000)
+    expected = paired_bootstrap([line_edits(texts, lail[s])[0] for s in (1, 2)],
+                                [line_edits(texts, base[s])[0] for s in (1, 2)], line_edits(texts, texts)[1],
+                                num_samples=2000)
+    assert decoder["difference"] == expected and decoder["baseline"] == "baseline"
+    assert decoder["per_seed"] == pytest.approx([-3 / 27, -5 / 27])
+    assert expected.delta == pytest.approx(-8 / 54)  # LAIL is exact; the baseline: 3 + 5 edits on 2 x 27 chars
+    assert ctc["branch"] == "CTC" and ctc["difference"].delta == 0.0
+    for seed, info in ((1, [0.1, 0.3, 0.5]), (2, [0.3, 0.5, 0.9])):  # the LAIL runs' training logs
+        history = [{"step": 10 * i, "lail_prefix_info_layer_2": v, "lail_grad_ratio_layer_2": 2.0} for i, v in
+                   enumerate(info, 1)]
+        (out / "lail" / f"seed-{seed}" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    report = write_report(grid, rows, "grid.yaml").read_text()
+    assert "python recipes/ablate.py --grid grid.yaml" in report and "| lail | baseline | test | CTC |" in report
+    assert "| -11.1, -18.5 | yes |" in report
+    assert "| lail | 2 | 10 | 0.20 ± 0.14 |  | 2.00 ± 0.00 |" in report and "| lail | 2 | 30 | 0.70 ± 0.28 |" in report
+    assert json.loads((out / "ablation.json").read_text())["differences"][1]["verdict"] == "no measurable effect"
+    assert (out / "ablation.png").stat().st_size > 1000 and (out / "ablation_diagnostics.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -79,8 +149,29 @@ def test_a_two_cell_grid_runs_and_resumes(tmp_path):
                      max_target_length=32)
     grid = Grid.from_file(write_grid(tmp_path, overrides=overrides, grid={"learning_rate": [1e-3, 1e-2]}))
     assert [row["cell"] for row in run_grid(grid, shard=(1, 2))] == ["learning_rate=0.01"]
+    assert [row["cell"] for row in run_grid(grid, collect_only=True)] == ["learning_rate=0.01"]  # runs nothing
     rows = run_grid(grid)  # runs the other shard's cell, re-uses this one
     assert [row["cell"] for row in rows] == ["learning_rate=0.001", "learning_rate=0.01"]
     assert all(0 <= row["test_cer"] for row in rows)
     (tmp_path / "out" / "learning_rate=0.01" / "export").rename(tmp_path / "moved")  # a rerun must not retrain
     assert run_grid(grid) == rows and not (tmp_path / "out" / "learning_rate=0.01" / "export").exists()
+
+
+@pytest.mark.slow
+def test_a_seeded_baseline_vs_lail_grid_reports_intervals_for_both_branches(tmp_path):
+    tiny = dict(zip(TINY_ARGS[::2], TINY_ARGS[1::2]))
+    overrides = {k.removeprefix("--"): v for k, v in tiny.items() if k != "--tiny_patch_size"}
+    overrides.update(tiny_patch_size=[16, 8], synthetic_train_samples=16, synthetic_eval_samples=4, max_steps=2,
+                     per_device_train_batch_size=8, generation_max_length=8, logging_steps=1, max_target_length=32,
+                     lail_llm=str(save_tiny_llm(tmp_path / "llm")), lail_connector="linear", lail_every_k_steps=1,
+                     test_degradations=["noise"], export=False, ctc_upsample=2)
+    grid = Grid.from_file(write_grid(tmp_path, seeds=[1, 2], overrides=overrides, cells=[
+        {"name": "baseline", "lail": False}, {"name": "lail", "lail_layers": [1]}]))
+    rows = run_grid(grid)
+    assert [(row["cell"], row["seed"]) for row in rows] == [("baseline", 1), ("baseline", 2), ("lail", 1),
+                                                            ("lail", 2)]
+    report = write_report(grid, rows, "grid.yaml").read_text()
+    for test_set, branch in (("test", "decoder"), ("test", "CTC"), ("test_noise", "decoder"),
+                             ("test_noise", "CTC")):
+        assert f"| lail | baseline | {test_set} | {branch} |" in report
+    assert "x 2 |" in report  # 4 lines x 2 seeds

@@ -87,6 +87,25 @@ def test_connector_shapes(kind, expected_len):
     assert connector(torch.randn(2, 9, 32)).shape == (2, expected_len, 48)
 
 
+@pytest.mark.parametrize("kind", ["downsample", "qformer"])
+def test_connector_activation_none_is_linear(kind):
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 32)
+
+    def offset(connector, scale):  # f(s x) - f(0): linear in s exactly when the connector is affine
+        return connector(scale * x) - connector(0 * x)
+
+    plain = build_connector(kind, 32, 48, activation="none", num_blocks=2, num_queries=5, num_heads=2)
+    gelu = build_connector(kind, 32, 48, activation="gelu", num_blocks=2, num_queries=5, num_heads=2)
+    if kind == "downsample":
+        torch.testing.assert_close(offset(plain, 3.0), 3 * offset(plain, 1.0), rtol=1e-4, atol=1e-5)
+    else:  # attention keeps the qformer non-linear; only its MLP loses the activation
+        assert not any(isinstance(m, torch.nn.GELU) or "GELU" in type(m).__name__ for m in plain.modules())
+    assert not torch.allclose(offset(gelu, 3.0), 3 * offset(gelu, 1.0), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="connector activation 'swishy'"):
+        LailArguments(lail_connector_activation="swishy")
+
+
 def test_alpha_schedules():
     def alpha(step, **kw):
         return alpha_at(LailArguments(lail_alpha=0.5, **kw), step, max_steps=100)

@@ -1,9 +1,10 @@
-"""Ablation grids: run one recipe under many overrides with the same seed and budget, tabulate test CER/WER.
+"""Ablation grids: run one recipe under many overrides with the same seeds and budget, tabulate test CER/WER.
 
 A grid file (YAML)::
 
     recipe: recipes/quickstart/lail.yaml     # the base run; its seed and max_steps are every cell's
     output_dir: outputs/ablation-quickstart
+    seeds: [42, 43, 44]                      # optional: every cell runs once per seed (default: the recipe's)
     overrides: {max_steps: 1500}             # applied to every cell
     grid:                                    # the cartesian product of these becomes cells
       lail_layers: [[1], [2], [1, 2]]
@@ -12,9 +13,11 @@ A grid file (YAML)::
       - {name: baseline, lail: false}
       - {name: low-data-lail, synthetic_train_samples: 1000}
 
-Each cell runs ``recipes/finetune.py`` in its own process (``launcher`` decides how: plain python by default,
-``accelerate launch`` on GPUs), writes to ``<output_dir>/<cell>/``, and is skipped when its
-``test_results.json`` already exists, so an interrupted grid resumes.
+Each cell (and seed) runs ``recipes/finetune.py`` in its own process (``launcher`` decides how: plain python by
+default, ``accelerate launch`` on GPUs), writes to ``<output_dir>/<cell>/`` (``<output_dir>/<cell>/seed-<s>/``
+with ``seeds``), and is skipped when its ``test_results.json`` already exists, so an interrupted grid resumes.
+The report (``ablation_report.py``) gives each cell's mean and spread over seeds and each LAIL cell's paired
+bootstrap interval against its baseline: the cell with ``lail`` off and the same non-LAIL settings.
 """
 
 from __future__ import annotations
@@ -46,11 +49,23 @@ class Grid:
     output_dir: str
     cells: list[Cell]
     launcher: str = sys.executable
+    seeds: list[int] | None = None
+
+    def runs(self) -> list[tuple[Cell, int | None]]:
+        """Every (cell, seed) to run, seeds innermost; seed None: the recipe's own, in ``<output_dir>/<cell>``."""
+        return [(cell, seed) for cell in self.cells for seed in (self.seeds or [None])]
+
+    def run_dir(self, cell: Cell, seed: int | None = None) -> Path:
+        out = Path(self.output_dir) / cell.name
+        return out if seed is None else out / f"seed-{seed}"
+
+    def recipe_lail(self) -> bool:
+        return bool((yaml.safe_load(Path(self.recipe).read_text()) or {}).get("lail", False))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Grid":
         spec = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(spec) - {"recipe", "output_dir", "overrides", "grid", "cells", "launcher"})
+        unknown = sorted(set(spec) - {"recipe", "output_dir", "overrides", "grid", "cells", "launcher", "seeds"})
         if unknown or "recipe" not in spec or "output_dir" not in spec:
             raise ValueError(f"Grid {path}: needs 'recipe' and 'output_dir'; unknown keys: {unknown}")
         common = spec.get("overrides") or {}
@@ -68,7 +83,14 @@ class Grid:
             if varied:
                 raise ValueError(f"Grid {path}: cell {cell.name} changes {varied}; every cell must share the seed "
                                  "and budget (set them under 'overrides')")
-        return cls(spec["recipe"], spec["output_dir"], cells, spec.get("launcher", sys.executable))
+        seeds = spec.get("seeds")
+        if seeds is not None:
+            if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) \
+                    or len(set(seeds)) != len(seeds):
+                raise ValueError(f"Grid {path}: 'seeds' must be a list of distinct integers, not {seeds!r}")
+            if "seed" in common:
+                raise ValueError(f"Grid {path}: set either 'seeds' or overrides.seed, not both")
+        return cls(spec["recipe"], spec["output_dir"], cells, spec.get("launcher", sys.executable), seeds)
 
 
 def expand(grid: dict) -> list[dict]:
@@ -98,70 +120,50 @@ def to_flags(overrides: dict) -> list[str]:
     return flags
 
 
-def command(grid: Grid, cell: Cell) -> list[str]:
-    out = Path(grid.output_dir) / cell.name
+def command(grid: Grid, cell: Cell, seed: int | None = None) -> list[str]:
+    seed_flags = [] if seed is None else ["--seed", str(seed)]
     return [*shlex.split(grid.launcher), str(FINETUNE), "--config", grid.recipe, *to_flags(cell.overrides),
-            "--output_dir", str(out)]
+            *seed_flags, "--output_dir", str(grid.run_dir(cell, seed))]
 
 
-def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1)) -> list[dict]:
-    """Run (or collect) every cell; ``shard=(k, n)`` runs only cells k, k+n, ... so n processes can share a grid
-    (a final unsharded call then only collects)."""
+def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1),
+             collect_only: bool = False) -> list[dict]:
+    """Run (or collect) every cell and seed, one row each; ``shard=(k, n)`` runs only runs k, k+n, ... of
+    ``grid.runs()`` so n processes can share a grid (a final unsharded call then only collects).
+    ``collect_only`` runs nothing and leaves out runs without results (a report on a partial grid)."""
     rows = []
     index, count = shard
-    for cell in grid.cells[index::count]:
-        out = Path(grid.output_dir) / cell.name
+    for cell, seed in grid.runs()[index::count]:
+        out = grid.run_dir(cell, seed)
         results = out / "test_results.json"
-        cmd = command(grid, cell)
+        cmd = command(grid, cell, seed)
         if dry_run:
             print(shlex.join(cmd))
             continue
+        if not results.is_file() and collect_only:
+            print(f"[ablation] {cell.name}{'' if seed is None else f' seed {seed}'}: no results yet, left out")
+            continue
         if not results.is_file():
-            print(f"[ablation] {cell.name}: {shlex.join(cmd)}", flush=True)
+            print(f"[ablation] {cell.name}{'' if seed is None else f' seed {seed}'}: {shlex.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True)
         train = out / "train_results.json"  # step time and peak memory, when the run wrote them
-        rows.append({"cell": cell.name, **cell.overrides, **json.loads(results.read_text()),
-                     **(json.loads(train.read_text()) if train.is_file() else {})})
+        rows.append({"cell": cell.name, "seed": seed, "run_dir": str(out), **cell.overrides,
+                     **json.loads(results.read_text()), **(json.loads(train.read_text()) if train.is_file() else {})})
     return rows
 
 
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    metrics = ["test_cer", "test_wer"]
-    header = ["cell", *columns, "test CER", "test WER", "s/step", "peak GiB"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for row in rows:
-        steps = row.get("max_steps") or row.get("global_step")
-        step_time = f"{row['train_runtime'] / steps:.3f}" if "train_runtime" in row and steps else ""
-        memory = f"{row['peak_memory_gib']:.2f}" if "peak_memory_gib" in row else ""
-        cells = [row["cell"], *(json.dumps(row.get(c, "")) if c in row else "" for c in columns),
-                 *(f"{row[m]:.2%}" for m in metrics), step_time, memory]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def baseline_of(grid: Grid, cell: Cell) -> Cell | None:
+    """The baseline a LAIL cell is compared with: the cell with ``lail`` off and the same non-LAIL overrides
+    (data size, CTC weight, ...). None for a baseline itself or a cell without one."""
+    def is_baseline(candidate: Cell) -> bool:
+        return not candidate.overrides.get("lail", grid.recipe_lail())
 
+    def settings(candidate: Cell) -> dict:
+        return {k: v for k, v in candidate.overrides.items() if not k.startswith("lail")}
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
-    names = [row["cell"] for row in rows]
-    ax.bar(range(len(rows)), [100 * row["test_cer"] for row in rows], color="#4C72B0")
-    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("test CER (%)")
-    ax.set_title("Ablation: held-out test CER per cell (lower is better)")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def write_report(grid: Grid, rows: list[dict], grid_file: str) -> Path:
-    out = Path(grid.output_dir)
-    columns = list(dict.fromkeys(key for cell in grid.cells for key in cell.overrides))
-    report = out / "ablation.md"
-    report.write_text(f"# Ablation: `{grid.recipe}`\n\nCommand: `python recipes/ablate.py --grid {grid_file}`\n\n"
-                      + markdown_table(rows, columns) + "\n![test CER per cell](ablation.png)\n")
-    plot(rows, out / "ablation.png")
-    return report
+    if is_baseline(cell):
+        return None
+    matches = [other for other in grid.cells if is_baseline(other) and settings(other) == settings(cell)]
+    if len(matches) > 1:
+        raise ValueError(f"Cell {cell.name} matches several baselines: {[m.name for m in matches]}")
+    return matches[0] if matches else None

@@ -119,3 +119,21 @@ def ctc_greedy_decode(ctc_logits: torch.Tensor, blank_id: int) -> list[list[int]
             previous = token
         decoded.append(out)
     return decoded
+
+
+@torch.no_grad()
+def ctc_read(model: CtcVisionEncoderDecoderModel, dataset, collator, tokenizer, batch_size: int) -> list[str]:
+    """Greedy CTC transcriptions of every line of ``dataset``: the training-only head read on its own, the
+    branch without an internal language model (a CTC recognizer's reading, next to the decoder's)."""
+    from torch.utils.data import DataLoader
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    texts = []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        hidden = model.encoder(pixel_values=batch["pixel_values"].to(device)).last_hidden_state
+        ids = ctc_greedy_decode(model.ctc_logits(hidden), blank_id=model.config.pad_token_id)
+        texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
+    model.train(was_training)
+    return texts

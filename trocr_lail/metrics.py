@@ -27,6 +27,21 @@ def line_cer(reference: str, prediction: str) -> float:
     return cer([reference], [prediction])
 
 
+def line_edits(references: list[str], predictions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per line: character edit operations and reference length. Their sums' ratio is the corpus ``cer``, which
+    is what a paired bootstrap over lines resamples."""
+    edits, lengths = [], []
+    for reference, prediction in zip(references, predictions, strict=True):
+        if not reference:  # jiwer refuses empty references: every predicted character is an insertion
+            edits.append(len(prediction))
+            lengths.append(0)
+            continue
+        output = jiwer.process_characters(reference, prediction)
+        edits.append(output.substitutions + output.deletions + output.insertions)
+        lengths.append(output.substitutions + output.deletions + output.hits)
+    return np.asarray(edits, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
 def decode(tokenizer, ids) -> list[str]:
     ids = np.where(np.asarray(ids) < 0, tokenizer.pad_token_id, ids)  # -100 padding is not a token
     return tokenizer.batch_decode(ids, skip_special_tokens=True)

@@ -14,17 +14,20 @@ from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import disk_full_guard, resolve_resume
 from .ctc import CtcVisionEncoderDecoderModel
+from .degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
 from .export import export_model
 from .hub import publish, save_run_facts, take_push_request
 from .lail.config import LailArguments
+from .lail.diagnostic_plots import plot_lail_diagnostics
 from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training
 from .preflight import check_loaded_model, check_settings
+from .test_sets import evaluate_test_sets
 
 logger = logging.getLogger("trocr_lail")
 
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
     check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
-        splits = load_splits(data_args)
+        splits = add_degraded_splits(load_splits(data_args), data_args)
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
                                                     data_args, is_main=training_args.process_index == 0,
                                                     image_processor=processor.image_processor)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.test_split:
         test = splits[data_args.test_split]
         output = trainer.predict(test, metric_key_prefix="test")
+        output.metrics.update(evaluate_test_sets(trainer, splits, data_args, processor.tokenizer, output))
         trainer.log_metrics("test", output.metrics)
         trainer.save_metrics("test", output.metrics)
         metrics.update(output.metrics)
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.warning(skipped)
     metrics["nonfinite_skipped_steps"] = trainer.nonfinite.skipped_steps
     if trainer.is_world_process_zero():
-        for plot in plot_training(trainer.state.log_history, training_args.output_dir):
+        for plot in [*plot_training(trainer.state.log_history, training_args.output_dir),
+                     *plot_lail_diagnostics(trainer.state.log_history, training_args.output_dir)]:
             logger.info("Wrote %s", plot)
         save_run_facts(training_args.output_dir, model_args, data_args, training_args, lail_args, test_metrics,
                        trainer.state.global_step, peft_args)

@@ -27,7 +27,10 @@ class LailArguments:
                                         "(the per-layer mean of the LAIL paper)."})
     lail_connector: str = field(
         default="linear", metadata={"help": "Connector kind: linear, downsample or qformer."})
-    lail_connector_activation: str = field(default="gelu", metadata={"help": "Activation inside connectors."})
+    lail_connector_activation: str = field(
+        default="gelu", metadata={"help": "Activation between downsample blocks and inside the qformer MLP: 'none' "
+                                          "(linear) or a transformers activation name; the linear connector has "
+                                          "none."})
     lail_connector_hidden_dim: int | None = field(
         default=None, metadata={"help": "downsample/qformer: inner width (default: encoder width)."})
     lail_downsample_blocks: int = field(
@@ -73,6 +76,9 @@ class LailArguments:
         if self.lail_max_lines is not None and self.lail_max_lines < 1:
             raise ValueError("lail_max_lines must be >= 1 (or null for the whole batch)")
         self.layer_weights()
+        from .connectors import activation_layer
+
+        activation_layer(self.lail_connector_activation)  # an unknown name fails here, not at model build time
 
     def model_config(self) -> dict:
         """The part the model needs to rebuild its connectors (stored in config.json as ``lail``)."""

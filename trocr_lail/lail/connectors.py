@@ -7,6 +7,9 @@ All take ``(batch, seq, encoder_dim)`` and return ``(batch, prefix_len, llm_dim)
                  language-token rate (the LAIL paper), then a projection to the LLM width.
 - ``qformer``    prefix_len = num_queries. Learnable queries cross-attend to the tap's states (BLIP-2 style),
                  then a projection.
+
+``activation`` is the non-linearity between the downsample blocks and inside the qformer's MLP; ``none`` makes
+the downsample connector a purely linear map. The linear connector has no activation at all, whatever is set.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
+
+
+def activation_layer(name: str) -> nn.Module:
+    if name == "none":
+        return nn.Identity()
+    if name not in ACT2FN:
+        raise ValueError(f"Unknown connector activation '{name}'; choose 'none' or one of {sorted(ACT2FN)}")
+    return ACT2FN[name]
 
 
 class LinearConnector(nn.Module):
@@ -32,7 +43,7 @@ class DownsampleConnector(nn.Module):
         hidden_dim = hidden_dim or encoder_dim
         layers, width = [], encoder_dim
         for _ in range(num_blocks):
-            layers += [nn.Conv1d(width, hidden_dim, kernel_size=2, stride=2), ACT2FN[activation]]
+            layers += [nn.Conv1d(width, hidden_dim, kernel_size=2, stride=2), activation_layer(activation)]
             width = hidden_dim
         self.blocks = nn.Sequential(*layers)
         self.proj = nn.Linear(width, llm_dim)
@@ -53,7 +64,7 @@ class QFormerConnector(nn.Module):
         self.attn = nn.MultiheadAttention(hidden_dim, num_heads, kdim=encoder_dim, vdim=encoder_dim,
                                           batch_first=True)
         self.norm = nn.LayerNorm(hidden_dim)
-        self.mlp = nn.Sequential(nn.Linear(hidden_dim, 4 * hidden_dim), ACT2FN[activation],
+        self.mlp = nn.Sequential(nn.Linear(hidden_dim, 4 * hidden_dim), activation_layer(activation),
                                  nn.Linear(4 * hidden_dim, hidden_dim))
         self.proj = nn.Linear(hidden_dim, llm_dim)
 

@@ -107,12 +107,18 @@ class LailVisionEncoderDecoderModel(CtcVisionEncoderDecoderModel):
         All taps go through the LLM in one batched call (prefixes of equal length are stacked on the batch axis).
         LLM inputs may cover only the first rows of the batch (``lail_max_lines``); only those rows are scored.
         """
-        llm = self._llm_on(hidden_states[0].device)
-        text = llm.get_input_embeddings()(llm_input_ids)
         rows = llm_input_ids.shape[0]
         prefixes = torch.cat([connector(hidden_states[layer][:rows])
                               for connector, layer in zip(self.lail_connectors, self.lail_layers)])
-        taps, (batch, text_len), prefix_len = len(self.lail_layers), llm_input_ids.shape, prefixes.shape[1]
+        return self.score_prefixes(prefixes, llm_input_ids, llm_attention_mask, llm_labels)
+
+    def score_prefixes(self, prefixes, llm_input_ids, llm_attention_mask, llm_labels) -> torch.Tensor:
+        """Token-mean LLM loss of the transcription after soft prefixes ``(groups * rows, prefix_len, llm_dim)``,
+        one value per group of ``rows`` (the taps, in ``lail_losses``)."""
+        llm = self._llm_on(prefixes.device)
+        text = llm.get_input_embeddings()(llm_input_ids)
+        (batch, text_len), prefix_len = llm_input_ids.shape, prefixes.shape[1]
+        taps = prefixes.shape[0] // batch
         inputs = torch.cat([prefixes.to(text.dtype), text.repeat(taps, 1, 1)], dim=1)
         mask = torch.cat([llm_attention_mask.new_ones(taps * batch, prefix_len), llm_attention_mask.repeat(taps, 1)],
                          dim=1)
@@ -127,14 +133,43 @@ class LailVisionEncoderDecoderModel(CtcVisionEncoderDecoderModel):
             logits = torch.utils.checkpoint.checkpoint(score, inputs, mask, use_reentrant=False)
         else:
             logits = score(inputs, mask)
-        targets = llm_labels.repeat(taps, 1)
-        per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
-                                    reduction="none").view(taps, batch * text_len)
-        counts = targets.ne(-100).view(taps, -1).sum(dim=1).clamp(min=1)
-        return per_token.sum(dim=1) / counts
+        return token_means(logits, llm_labels.repeat(taps, 1), taps)
+
+    @torch.no_grad()
+    def unconditional_loss(self, llm_input_ids, llm_attention_mask, llm_labels) -> torch.Tensor:
+        """Token-mean LLM loss of the same transcription tokens with no soft prefix (scalar, no gradient).
+
+        The text follows the LLM's BOS token (EOS where it has none), the way a document starts, so the first text
+        token is predicted from one start position here and from the last prefix position in ``lail_losses``:
+        the same tokens are scored, and ``unconditional - prefixed`` is what the prefix tells the LLM.
+        """
+        llm = self._llm_on(llm_input_ids.device)
+        config = llm.config
+        start = config.bos_token_id if config.bos_token_id is not None else config.eos_token_id
+        rows = llm_input_ids.shape[0]
+        start_embeds = llm.get_input_embeddings()(llm_input_ids.new_full((rows, 1), start))
+        return self.score_prefixes(start_embeds, llm_input_ids, llm_attention_mask, llm_labels)[0]
+
+    @torch.no_grad()
+    def mismatched_lail_losses(self, hidden_states, llm_input_ids, llm_attention_mask, llm_labels):
+        """``lail_losses`` with each line scored after the prefix of another line's image (rows rolled by one), or
+        None for a single row: a prefix that helps as much here carries style, not this line's content."""
+        rows = llm_input_ids.shape[0]
+        if rows < 2:
+            return None
+        rolled = [states[:rows].roll(1, dims=0) for states in hidden_states]
+        return self.lail_losses(rolled, llm_input_ids, llm_attention_mask, llm_labels)
 
     def _llm_on(self, device: torch.device):
         llm = self.llm
         if llm.get_input_embeddings().weight.device != device:
             llm.to(device)  # follow the model wherever Trainer / accelerate moved it
         return llm
+
+
+def token_means(logits: torch.Tensor, targets: torch.Tensor, groups: int) -> torch.Tensor:
+    """Mean cross-entropy over the non-ignored targets of each of ``groups`` equal blocks of rows."""
+    per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
+                                reduction="none").view(groups, -1)
+    counts = targets.ne(-100).view(groups, -1).sum(dim=1).clamp(min=1)
+    return per_token.sum(dim=1) / counts

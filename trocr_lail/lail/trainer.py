@@ -3,15 +3,33 @@
 Component losses are buffered per step and merged into the logs, averaged over the logging interval and across
 processes (the trl pattern). Evaluation records the LAIL loss too: with ``predict_with_generate``,
 ``Seq2SeqTrainer.prediction_step`` never calls ``compute_loss``, so ``prediction_step`` computes it itself.
+
+Diagnostics (is the prefix informative, and how hard does LAIL pull on the encoder?), train and eval:
+
+- ``lail_uncond_loss``: the frozen LLM's loss on the same transcription tokens with no prefix (a forward pass
+  without gradient on every LAIL step, cheaper than one tap's prefixed forward and backward).
+- ``lail_prefix_info_layer_<l>`` = ``lail_uncond_loss - lail_loss_layer_<l>``, in nats per token: what the tap's
+  prefix tells the LLM about the line. About zero for an uninformative prefix, negative when it only disturbs.
+- ``lail_prefix_info_mismatched_layer_<l>``: the same with each line after another line's prefix (every LAIL
+  step with a seq2seq loss, and eval: one more forward without gradient). Line-specific information is
+  ``prefix_info - prefix_info_mismatched``; a prefix that helps as much for the wrong line tells the LLM only
+  "English prose", not what this line says.
+- ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
+  the LAIL term (``alpha`` times the weighted sum over all taps, as it enters the loss) sends into encoder
+  ``hidden_states[l]``, over the norm of the recognition loss's gradient (seq2seq, plus CTC when on) there.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
 from ..trainer import LineRecognitionTrainer
 from .config import LailArguments, alpha_at
 from .llm import prepare_llm_for_deepspeed
+
+logger = logging.getLogger("trocr_lail")
 
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")
 
@@ -24,6 +42,7 @@ class LailTrainer(LineRecognitionTrainer):
         # The indices actually tapped (normalised by the model), so `lail_loss_layer_2` names hidden_states[2].
         self.tapped_layers = list(getattr(self.accelerator.unwrap_model(self.model), "lail_layers",
                                           lail_args.lail_layers))
+        self._gradient_interval = -1  # the logging interval whose gradient ratios were recorded last
         llm = getattr(self.model, "llm", None)
         if llm is not None:  # after super().__init__: the accelerator (and its DeepSpeed config) exists only now
             self.model.attach_llm(prepare_llm_for_deepspeed(llm, self.accelerator), self.model.llm_checkpointing)
@@ -54,11 +73,44 @@ class LailTrainer(LineRecognitionTrainer):
         self.check_finite(model, s2s=s2s, **taps)
         alpha = self.alpha()
         loss = s2s if s2s is not None else 0.0
+        uncond = None
         if lail_losses is not None:
             weighted = (self.layer_weights.to(lail_losses.device) * lail_losses).sum()
-            loss = loss + alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
-        self._record("train" if model.training else "eval", lail_losses, alpha)
+            lail_term = alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
+            loss = loss + lail_term
+            uncond = self.accelerator.unwrap_model(model).unconditional_loss(**llm_inputs)
+            if model.training and s2s is not None:  # the same batch as the prefixed loss: a paired control
+                self._record_mismatched("train", outputs.encoder_hidden_states, llm_inputs, uncond)
+                if self._first_lail_step_of_interval():
+                    self._record_gradient_ratios(outputs, s2s, lail_term)
+        self._record("train" if model.training else "eval", lail_losses, alpha, uncond)
         return (loss, outputs) if return_outputs else loss
+
+    def _first_lail_step_of_interval(self) -> bool:
+        interval = self.state.global_step // max(1, int(self.args.logging_steps or 1))
+        if interval == self._gradient_interval:
+            return False
+        self._gradient_interval = interval
+        return True
+
+    def _record_gradient_ratios(self, outputs, recognition_loss, lail_term) -> None:
+        """Norms of the LAIL and recognition gradients reaching each tapped hidden-state tensor (two extra backward
+        passes to those tensors only, so no parameter gradient is touched)."""
+        taps = self.accelerator.unwrap_model(self.model).lail_layers
+        hidden = [outputs.encoder_hidden_states[index] for index in taps]
+        try:
+            lail_grads = torch.autograd.grad(lail_term, hidden, retain_graph=True, allow_unused=True)
+            recognition_grads = torch.autograd.grad(recognition_loss, hidden, retain_graph=True, allow_unused=True)
+        except RuntimeError as error:  # e.g. reentrant gradient checkpointing, which refuses autograd.grad
+            self.record("lail_grad_ratio_unavailable", 1.0)
+            if self._gradient_interval == 0:
+                logger.warning("lail_grad_ratio_layer_* not computed: %s", error)
+            return
+        for layer, lail_grad, recognition_grad in zip(self.tapped_layers, lail_grads, recognition_grads):
+            lail_norm = 0.0 if lail_grad is None else lail_grad.float().norm().item()
+            recognition_norm = 0.0 if recognition_grad is None else recognition_grad.float().norm().item()
+            self.record(f"lail_grad_ratio_layer_{layer}",
+                        lail_norm / recognition_norm if recognition_norm > 0 else float("inf"), "train")
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """Also count the LLM's target tokens in the whole optimizer step (micro-batches and processes), so the LAIL
@@ -84,13 +136,24 @@ class LailTrainer(LineRecognitionTrainer):
             share = share * self.accelerator.num_processes
         return share
 
-    def _record(self, mode, lail_losses, alpha) -> None:
+    def _record_mismatched(self, mode, hidden_states, llm_inputs, uncond) -> None:
+        mismatched = self.accelerator.unwrap_model(self.model).mismatched_lail_losses(hidden_states, **llm_inputs)
+        if mismatched is not None:
+            for layer, value in zip(self.tapped_layers, (uncond - mismatched).float().cpu()):
+                self.record(f"lail_prefix_info_mismatched_layer_{layer}", value.item(), mode)
+
+    def _record(self, mode, lail_losses, alpha, uncond=None) -> None:
         # s2s_loss (and ctc_loss) are recorded by LineRecognitionTrainer.recognition_loss.
         if lail_losses is not None:
             values = lail_losses.detach().float().cpu()
+            uncond = None if uncond is None else uncond.float().item()
             for layer, value in zip(self.tapped_layers, values):
                 self.record(f"lail_loss_layer_{layer}", value.item(), mode)
+                if uncond is not None:
+                    self.record(f"lail_prefix_info_layer_{layer}", uncond - value.item(), mode)
             self.record("lail_loss", (self.layer_weights * values).sum().item(), mode)
+            if uncond is not None:
+                self.record("lail_uncond_loss", uncond, mode)
         self.record("lail_alpha", alpha, mode)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
@@ -100,5 +163,7 @@ class LailTrainer(LineRecognitionTrainer):
             unwrapped = self.accelerator.unwrap_model(model)
             with torch.no_grad():
                 hidden = unwrapped.encode_for_lail(inputs["pixel_values"])
-                self._record("eval", unwrapped.lail_losses(hidden, **llm_inputs), self.alpha())
+                uncond = unwrapped.unconditional_loss(**llm_inputs)
+                self._record("eval", unwrapped.lail_losses(hidden, **llm_inputs), self.alpha(), uncond)
+                self._record_mismatched("eval", hidden, llm_inputs, uncond)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
