@@ -11,6 +11,7 @@ import torch.distributed as dist
 from .augment import Augment
 from .images import DecodeImages
 from .pixels import preprocess_images
+from .stream import SyntheticLineStream, check_stream_text
 from .validate import ValidationSummary, validate_splits
 
 logger = logging.getLogger("trocr_lail")
@@ -36,6 +37,9 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
     # Synthetic lines come from our own renderer, in process: decoding them all again would only cost time
     # (17 s for the quickstart's 8,600 lines, ~3% of its budget); their text is still checked.
     check_images = data_args.validate_images and not data_args.synthetic
+    streams = {name: splits.pop(name) for name in list(splits) if isinstance(splits[name], SyntheticLineStream)}
+    for name, stream in streams.items():  # rendered on the fly: check every line of text it can draw instead
+        check_stream_text(stream, tokenizer, max_target_length, name)
     summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main)
     if is_main:
         logger.info("Dataset check:\n%s", summary.format())
@@ -57,6 +61,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
         decoders[name] = DecodeImages(augment=augment, skip_bad=data_args.skip_bad_samples)
         raw = splits[name].cast_column("image", datasets.Image(decode=False))
         splits[name] = raw.with_transform(decoders[name])
+    splits.update(streams)
     return splits, summary, decoders
 
 

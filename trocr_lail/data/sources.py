@@ -16,7 +16,8 @@ import datasets
 from ..availability import hub_resource
 from ..configs import DataArguments
 from .fonts import split_fonts
-from .synthetic import generate
+from .stream import SyntheticLineStream, line_spec
+from .synthetic import RENDER_VERSION, LineFactory
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
@@ -40,6 +41,8 @@ def load_split(args: DataArguments, split: str) -> datasets.Dataset:
         dataset = _hub_splits(args, [split])[split]
     if len(dataset) == 0:
         raise ValueError(f"Split '{split}' is empty.")
+    if isinstance(dataset, SyntheticLineStream):
+        return dataset
     limit = args.max_train_samples if split == args.train_split else args.max_eval_samples
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
@@ -104,26 +107,32 @@ def load_local_split(folder: Path) -> datasets.Dataset:
     return dataset.cast_column("image", datasets.Image())
 
 
-def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
+def _synthetic_split(args: DataArguments, split: str):
     size = args.synthetic_train_samples if split == args.train_split else args.synthetic_eval_samples
     # The recipe's split names pick the font roles; other names (evaluating a split by its role name) map to
     # themselves.
     role = {args.train_split: "train", args.validation_split: "validation", args.test_split: "test"}.get(split, split)
+    spec = line_spec(args, role)
+    if args.synthetic_stream and split == args.train_split:  # rendered on the fly in the DataLoader workers
+        limit = args.max_train_samples
+        return SyntheticLineStream(spec, size if limit is None else min(size, limit), augment=args.augment)
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
-    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines. The split's font
-    # names are a kwarg so that changing the font lists renders anew instead of reusing stale lines.
+    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines. The spec (fonts,
+    # text sources, geometry) and RENDER_VERSION are kwargs so that a change renders anew instead of reusing stale
+    # lines; the font lists and text files are named in it, and their contents are assumed fixed.
     return datasets.Dataset.from_generator(
         _synthetic_rows, features=features,
-        gen_kwargs={"split": role, "num_samples": size, "seed": args.synthetic_seed, "corpus_file": args.corpus_file,
-                    "min_aspect": args.synthetic_min_aspect, "fonts": split_fonts(role)},
+        gen_kwargs={"spec": spec, "fonts": split_fonts(role), "num_samples": size, "version": RENDER_VERSION},
     )
 
 
-def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None, min_aspect: float,
-                    fonts: tuple[str, ...]):
-    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file, fonts=fonts, min_aspect=min_aspect):
+def _synthetic_rows(spec, fonts: tuple[str, ...], num_samples: int, version: int):
+    del fonts, version  # cache-key only (see _synthetic_split)
+    factory = LineFactory(spec)
+    for index in range(num_samples):
+        row = factory(index)
         # Encode ourselves: grayscale PNG at low compression is ~6x faster than datasets' default RGB encoding,
         # which otherwise dominates the quickstart's data preparation. Lossless, so pixels are unchanged.
         buffer = io.BytesIO()
-        row["image"].convert("L").save(buffer, format="PNG", compress_level=1)
+        row["image"].save(buffer, format="PNG", compress_level=1)
         yield {"image": {"bytes": buffer.getvalue(), "path": None}, "text": row["text"]}
