@@ -174,12 +174,20 @@ def add_validate(parser: argparse.ArgumentParser) -> None:
                         allow_extra=True)
 
 
+def add_render(parser: argparse.ArgumentParser) -> None:
+    from .data.sheet import add_arguments, run
+
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
     "validate": (add_validate, "Check a recipe's dataset up front (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
+    "render": (add_render, "Contact sheet of the synthetic lines a recipe renders (--sheet out.png)."),
 }
 
 
