@@ -37,6 +37,7 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from .inference import collect_image_paths, load_image
+    from .ranges import warn_inputs
 
     paths = collect_image_paths(args.inputs)
     readable, skipped = [], []
@@ -48,6 +49,7 @@ def run_predict(args) -> int:
             skipped.append(path)
             print(f"skipping {path}: not a readable image ({type(err).__name__}: {err})", file=sys.stderr)
     reader = _reader(args)
+    warn_inputs(reader.model.config, readable, names=readable)
     texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
                         max_length=args.max_length)
     rows = [{"file": str(path), "text": text} for path, text in zip(readable, texts)]

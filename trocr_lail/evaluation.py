@@ -11,6 +11,7 @@ from .configs import DataArguments
 from .data.sources import load_split
 from .inference import LineReader
 from .metrics import cer, wer
+from .ranges import warn_inputs
 from .report import write_report
 
 
@@ -19,6 +20,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
                    **generate_kwargs) -> dict:
     dataset = load_split(data_args, split)
     images, references = list(dataset["image"]), list(dataset["text"])
+    warn_inputs(reader.model.config, images, references)
     start = time.perf_counter()
     predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
     seconds = time.perf_counter() - start

@@ -24,6 +24,7 @@ from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training
+from .ranges import record as record_training_ranges
 
 logger = logging.getLogger("trocr_lail")
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
+    record_training_ranges(model.config, splits[data_args.train_split])  # kept in the export: predict warns
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
                                                     data_args, is_main=training_args.process_index == 0,
                                                     image_processor=processor.image_processor)
