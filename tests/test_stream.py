@@ -44,6 +44,20 @@ def test_cached_sets_are_the_first_lines_of_the_stream():
         assert np.array_equal(np.asarray(row["image"].convert("L")), np.asarray(stream[i]["image"]))
 
 
+def test_lines_resized_in_the_worker_collate_to_the_processors_pixel_values():
+    from trocr_lail.data.collator import LineCollator
+    from trocr_lail.tiny import build_tiny_processor
+
+    processor = build_tiny_processor(64, 96)
+    images, resized = SyntheticLineStream(LineSpec(seed=5), 4), SyntheticLineStream(LineSpec(seed=5), 4)
+    resized.resize_for(processor.image_processor)
+    assert "image" not in resized[0] and resized[0]["pixels_shape"] == [3, 64, 96]
+    collator = LineCollator(processor, 96)
+    expected, got = collator([images[i] for i in range(4)]), collator([resized[i] for i in range(4)])
+    torch.testing.assert_close(got["pixel_values"], expected["pixel_values"], atol=1e-6, rtol=0)
+    assert torch.equal(got["labels"], expected["labels"])
+
+
 class WorkerTaggedStream(SyntheticLineStream):
     def __getitem__(self, index):
         info = torch.utils.data.get_worker_info()

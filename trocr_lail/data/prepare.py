@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .augment import Augment
 from .images import DecodeImages
 from .pixels import preprocess_images
-from .stream import SyntheticLineStream, check_stream_text
+from .stream import SyntheticLineStream, prepare_stream
 from .validate import ValidationSummary, validate_splits
 
 logger = logging.getLogger("trocr_lail")
@@ -39,7 +39,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
     check_images = data_args.validate_images and not data_args.synthetic
     streams = {name: splits.pop(name) for name in list(splits) if isinstance(splits[name], SyntheticLineStream)}
     for name, stream in streams.items():  # rendered on the fly: check every line of text it can draw instead
-        check_stream_text(stream, tokenizer, max_target_length, name)
+        prepare_stream(stream, tokenizer, max_target_length, name, image_processor)
     summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main)
     if is_main:
         logger.info("Dataset check:\n%s", summary.format())

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 
 from .augment import AUGMENTATIONS
+from .collator import presize_target
+from .pixels import PIXELS, SHAPE
 from .synthetic import LineFactory, LineSpec
 
 
@@ -41,6 +44,15 @@ class SyntheticLineStream(torch.utils.data.Dataset):
             raise ValueError(f"a synthetic stream needs num_samples >= 1, not {num_samples}")
         self.spec, self.num_samples, self.augment = spec, num_samples, augment
         self._factory = LineFactory(spec)  # resolves fonts and text now, so a bad font or file fails at load time
+        self.pixel_size, self.resample = None, None
+
+    def resize_for(self, image_processor) -> None:
+        """Emit uint8 ``pixels`` already at the processor's input size (its own PIL resize, grey replicated to RGB)
+        instead of images: the collator then only normalises, with the processor's ``pixel_values`` to float
+        rounding, at about half the CPU per line at 384x384 (benchmarks/README.md section 5)."""
+        size = presize_target(image_processor)
+        if size is not None:
+            self.pixel_size, self.resample = size, image_processor.resample
 
     def __len__(self) -> int:
         return self.num_samples
@@ -53,7 +65,11 @@ class SyntheticLineStream(torch.utils.data.Dataset):
         if self.augment:
             rng = random.Random(f"augment/{self.spec.seed}/{self.spec.split}/{index}")
             image = rng.choice(AUGMENTATIONS)(image, rng)
-        return {"image": image, "text": row["text"], "index": index}
+        if self.pixel_size is None:
+            return {"image": image, "text": row["text"], "index": index}
+        grey = np.asarray(image.convert("L").resize(self.pixel_size, resample=self.resample))
+        return {PIXELS: np.broadcast_to(grey, (3, *grey.shape)).tobytes(), SHAPE: [3, *grey.shape],
+                "text": row["text"], "index": index}
 
     def texts(self) -> list[str]:
         """Every line the stream can draw (all text sources), for the tokenizer checks before training."""
@@ -68,9 +84,11 @@ def line_spec(args, role: str) -> LineSpec:
                     min_aspect=args.synthetic_min_aspect)
 
 
-def check_stream_text(stream: SyntheticLineStream, tokenizer, max_target_length: int, name: str) -> None:
-    """Before training, the checks ``validate.py`` makes on stored text, on every line the stream can draw: a
-    character the tokenizer cannot encode is an error naming it; over-long lines are counted in a warning."""
+def prepare_stream(stream: SyntheticLineStream, tokenizer, max_target_length: int, name: str,
+                   image_processor=None) -> None:
+    """Before training: the checks ``validate.py`` makes on stored text, on every line the stream can draw (a
+    character the tokenizer cannot encode is an error naming it; over-long lines are counted in a warning), and
+    resizing in the workers to the processor's input size."""
     import logging
 
     import datasets
@@ -88,3 +106,5 @@ def check_stream_text(stream: SyntheticLineStream, tokenizer, max_target_length:
         logging.getLogger("trocr_lail").warning(
             "%d of %d synthetic text lines exceed max_target_length=%d tokens (longest %d) and will be truncated.",
             summary.truncated, len(texts), max_target_length, summary.longest)
+    if image_processor is not None:
+        stream.resize_for(image_processor)
