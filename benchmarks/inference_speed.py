@@ -61,8 +61,10 @@ def measure(model: Path, images: Path, batch_size: int, rounds: int) -> dict:
     runners = {"line_reader": lambda: reader.read(paths, batch_size=batch_size)}
     if TF4:
         from transformers import pipeline
+        from transformers.pipelines import ImageToTextPipeline
 
-        pipe = pipeline("image-to-text", model=str(model), device="cpu")
+        # 4.57's own class: exports also name trocr_pipeline.py for this task (that one needs trust_remote_code).
+        pipe = pipeline("image-to-text", model=str(model), device="cpu", pipeline_class=ImageToTextPipeline)
         runners["pipeline"] = lambda: [out[0]["generated_text"] for out in pipe(paths, batch_size=batch_size)]
     best, texts = {name: float("inf") for name in runners}, {}
     with torch.inference_mode():

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from common import LAIL_RECIPE, build_lail, device, print_table, read_recipe, rows, to_device
+from measure import saved_activation_bytes
 from lail_cost import llm_alone, prefix_length, train_step
 
 TARGET = 1.1
@@ -43,21 +44,6 @@ def reset_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
     else:  # "5" resets the process's peak RSS (VmHWM, which ru_maxrss reads) to its current RSS
         Path("/proc/self/clear_refs").write_text("5")
-
-
-def saved_activation_bytes(fn, exclude: set[int]) -> int:
-    """Bytes of distinct tensors autograd saves while ``fn`` runs, leaving out storages in ``exclude`` (weights)."""
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
-    return sum(storages.values())
 
 
 def worker(config: str, llm_name: str, batch_size: int, steps: int) -> dict:

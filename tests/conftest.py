@@ -60,6 +60,16 @@ def save_tiny_llm(llm_dir):
     return llm_dir
 
 
+def tf4_python() -> str:
+    """The transformers 4.57.x venv's python; skip without it, except under CI (make test builds it)."""
+    python = os.environ.get("TROCR_LAIL_TF4_PYTHON")
+    if not python:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set TROCR_LAIL_TF4_PYTHON (make test does)")
+        pytest.skip("TROCR_LAIL_TF4_PYTHON not set: run `make test` to build the 4.57.x venv")
+    return python
+
+
 def run_tf4_pipeline(model_dir, image_paths, batch_size: int = 1):
     """Texts that transformers 4.57.x's pipeline("image-to-text") reads, or None (skip) without that venv."""
     import json
@@ -67,12 +77,7 @@ def run_tf4_pipeline(model_dir, image_paths, batch_size: int = 1):
     import sys
     from pathlib import Path
 
-    python = os.environ.get("TROCR_LAIL_TF4_PYTHON")
-    if not python:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set TROCR_LAIL_TF4_PYTHON (make test does)")
-        pytest.skip("TROCR_LAIL_TF4_PYTHON not set: run `make test` to build the 4.57.x venv")
-    result = subprocess.run([python, str(Path(__file__).with_name("tf4_pipeline.py")), "--batch_size",
+    result = subprocess.run([tf4_python(), str(Path(__file__).with_name("tf4_pipeline.py")), "--batch_size",
                              str(batch_size), str(model_dir), *map(str, image_paths)],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -18,3 +18,29 @@ def test_lail_cost_runs_and_reports_every_configuration(capsys):
     assert all(t > 0 for t in times.values())
     table = capsys.readouterr().out
     assert table.count("\n| ") == 1 + len(lail_cost.VARIANTS) + 1 + 1  # header, variants, checkpointing, k=2
+
+
+def test_gpu_check_runs_on_cpu_and_prints_every_row(capsys):
+    """`make gpu-check` without CUDA: the smallest real shape, every row, with ratios against the reference."""
+    import gpu_check
+
+    table = gpu_check.main(["--steps", "2"])
+    out = capsys.readouterr().out
+    assert "no CUDA" in out and "trocr-small" in out
+    rows = [row[2] for row in table]
+    assert rows[:2] == ["notebook reference (fp32)", "baseline"]
+    assert rows[2:] == [f"LAIL {c}, smollm2-135m" for c in gpu_check.CONNECTORS]
+    assert all(row[3] > 0 and row[5] > 0 for row in table)  # samples/s and step ratio measured
+    assert table[1][5] == 1.0 and all(row[5] > 1.0 for row in table[2:])  # LAIL adds work to every step
+
+
+def test_flop_count_matches_hand_arithmetic():
+    import flops
+
+    # Llama-3.2-1B per token: q,o 2*2048^2 + k,v 2*2048*512 + MLP 3*2048*8192 = 60.8M MACs per layer, x16 layers.
+    per_token = 16 * (2 * 2048**2 + 2 * 2048 * 512 + 3 * 2048 * 8192)
+    assert flops.llm_macs(flops.LLM_SHAPES["llama-3.2-1b"], 1, 0) == per_token + 16 * 2 * 2048
+    assert flops.prefix_length("downsample", 577, blocks=4) == 37 and flops.prefix_length("linear", 577) == 577
+    rows = {label: ratio for label, *_, ratio in flops.main([])}
+    assert rows["earlier trocr-large/lail.yaml: linear, taps [6,12,18,24]"] > 8  # the issue's ~11x (LLM weight grads counted)
+    assert rows["trocr-large/lail.yaml: downsample x16, taps [12, 24]"] <= 1.5

@@ -110,3 +110,34 @@ def test_render_writes_a_contact_sheet_of_the_split(tmp_path, capsys):
     assert image.height == 3 * (64 + 16 + 8) + 8 and image.width > 1000
     assert np.asarray(image.convert("L")).min() < 100  # ink, not a blank page
     assert "wrote 3 test lines (seed 2)" in capsys.readouterr().out
+
+
+def test_evaluate_released_line_on_a_bin_only_checkpoint(tmp_path, capsys, caplog):
+    """The recipe READMEs' check of a released checkpoint (`trocr-lail evaluate microsoft/trocr-*-handwritten ...`,
+    which publish only pytorch_model.bin), on a local stand-in with the same flags."""
+    import torch
+    from safetensors.torch import load_file
+
+    from recipe_smoke import write_line_folder
+    from trocr_lail.export import export_model
+    from trocr_lail.loading import set_special_tokens
+    from trocr_lail.tiny import build_tiny_model, build_tiny_processor
+
+    processor = build_tiny_processor(16, 64)
+    model = build_tiny_model(processor, encoder_layers=1, encoder_dim=32, decoder_layers=1, decoder_dim=32,
+                             patch_size=(16, 8), max_length=200)  # positions for the 200-token cap
+    set_special_tokens(model, processor.tokenizer)
+    released = export_model(model, processor, tmp_path / "released", num_beams=1, max_length=20)
+    torch.save(load_file(released / "model.safetensors"), released / "pytorch_model.bin")
+    (released / "model.safetensors").unlink()
+    data = write_line_folder(tmp_path / "iam", {"test": 2})
+    with caplog.at_level("WARNING", logger="trocr_lail"):
+        assert main(["evaluate", str(released), "--data_dir", str(data), "--split", "test", "--num_beams", "10",
+                     "--max_length", "200", "--image_resample", "bicubic", "--report_dir", str(tmp_path / "r"),
+                     "--no_progress"]) == 0
+    assert "weights_only=True" in caplog.text
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["lines"] == 2 and metrics["num_beams"] == 10
+    assert main(["evaluate", str(released), "--data_dir", str(data), "--split", "test", "--strict_safetensors",
+                 "--report_dir", str(tmp_path / "r2"), "--no_progress"]) == 2
+    assert "strict_safetensors" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from trocr_lail.data.augment import Augment
 from trocr_lail.data.collator import LineCollator
 from trocr_lail.data.corpus import layout, load_lines, sentences, strip_gutenberg_boilerplate
 from trocr_lail.data.fonts import PRINTED_FONTS, TEST_FONTS, TRAIN_FONTS, VALIDATION_FONTS, font_files
-from trocr_lail.data.sources import load_splits
+from trocr_lail.data.sources import load_splits, metadata_scans
 from trocr_lail.data.synthetic import generate
 
 
@@ -124,23 +124,30 @@ def test_local_folder_source(tmp_path, fmt):
     assert splits["test"][1]["image"].size == (40, 12)
 
 
-def test_local_folder_missing_image_names_the_row(tmp_path):
+def test_local_folder_missing_image_is_a_bad_line_not_a_crash(tmp_path):
     make_folder(tmp_path / "train", [{"file_name": "a.png", "text": "x"}])
     with (tmp_path / "train" / "metadata.jsonl").open("a") as handle:
         handle.write(json.dumps({"file_name": "gone.png", "text": "y"}) + "\n")
-    with pytest.raises(FileNotFoundError, match=r"row 2: .*gone\.png"):
-        load_splits(DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None))
+    args = DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None)
+    splits = load_splits(args)
+    assert list(splits["train"]["text"]) == ["x"]
+    (problem,) = metadata_scans(args, splits)["train"].problems
+    assert str(problem).startswith(f"{tmp_path / 'train' / 'metadata.jsonl'} line 2 (")
+    assert "'gone.png': no such file" in problem.message
 
 
-def test_local_folder_missing_column_names_file_and_row(tmp_path):
-    make_folder(tmp_path / "train", [{"file_name": "a.png", "text": "x"}])
-    (tmp_path / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "txt": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"metadata.jsonl, row 1: missing \['text'\]"):
-        load_splits(DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None))
+def test_local_folder_missing_column_names_file_and_line(tmp_path):
+    make_folder(tmp_path / "train", [{"file_name": "a.png", "text": "x"}, {"file_name": "b.png", "text": "y"}])
+    (tmp_path / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "txt": "x"}) + "\n"
+                                                       + json.dumps({"file_name": "b.png", "text": "y"}) + "\n")
+    args = DataArguments(data_dir=str(tmp_path), validation_split=None, test_split=None)
+    splits = load_splits(args)
+    (problem,) = metadata_scans(args, splits)["train"].problems
+    assert problem.line == 1 and problem.message == "missing ['text']; each row needs file_name and text"
 
 
 def test_exactly_one_source():
-    with pytest.raises(ValueError, match="exactly one data source"):
+    with pytest.raises(ValueError, match="set exactly one of dataset_name, data_dir, synthetic"):
         load_splits(DataArguments(synthetic=True, data_dir="x"))
 
 
@@ -205,6 +212,6 @@ def test_preprocessed_pixels_give_the_processors_pixel_values(tiny_processor):
 
 
 def test_preprocess_images_refuses_augmentation():
-    with pytest.raises(ValueError, match="preprocess_images needs augment: false"):
+    with pytest.raises(ValueError, match="preprocess_images needs augment: none"):
         DataArguments(synthetic=True, preprocess_images=True)
     DataArguments(synthetic=True, preprocess_images=True, augment=False)

@@ -126,7 +126,8 @@ def test_lail_recipe_path_exports_a_plain_model(tmp_path, tiny_llm_dir):
 def test_lail_with_dora_recipe_path_merges_adapters_into_the_export(tmp_path, tiny_llm_dir):
     out = tmp_path / "run"
     run_lail_recipe(out, tiny_llm_dir, "--use_peft", "true", "--use_dora", "true", "--lora_r", "4",
-                    "--push_to_hub", "true", "--hub_model_id", "someone/tiny-dora", "--hub_dry_run", "true")
+                    "--push_to_hub", "true", "--hub_model_id", "someone/tiny-dora", "--hub_dry_run", "true",
+                    "--hub_license", "apache-2.0")
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as weights:  # adapters + connectors only
         assert any("lora_" in k for k in weights.keys())
         connectors = {k[k.index("lail_connectors."):]: weights.get_tensor(k) for k in weights.keys()

@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from trocr_lail.data.images import BadImage
 from trocr_lail.data.synthetic import generate
 from trocr_lail.inference import LineReader, collect_image_paths, load_image
 
@@ -54,13 +55,15 @@ def test_load_image_modes(tmp_path):
     rgba.putpixel((5, 5), (0, 0, 0, 255))  # ... with one opaque black ink pixel
     out = load_image(rgba)
     assert out.mode == "RGB" and out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((5, 5)) == (0, 0, 0)
-    deep = Image.new("I;16", (4, 2))
+    deep = Image.new("I;16", (8, 4))
     deep.putpixel((0, 0), 1000)
-    deep.putpixel((1, 0), 3000)
-    out = load_image(deep)
-    assert out.getpixel((0, 0)) == (85, 85, 85) and out.getpixel((1, 0)) == (255, 255, 255)  # 1000/3000 of range
-    assert load_image(Image.new("CMYK", (3, 3))).mode == "RGB"
-    assert load_image(Image.new("1", (3, 3))).mode == "RGB"
+    deep.putpixel((1, 0), 65535)
+    out = load_image(deep)  # scaled by 255/65535 as in training, never contrast-stretched
+    assert out.getpixel((0, 0)) == (4, 4, 4) and out.getpixel((1, 0)) == (255, 255, 255)
+    assert load_image(Image.new("CMYK", (8, 8))).mode == "RGB"
+    assert load_image(Image.new("1", (8, 8))).mode == "RGB"
+    with pytest.raises(BadImage, match="below 4 on a side"):  # the training validator's minimum size
+        load_image(Image.new("L", (3, 3)))
     rotated = Image.new("L", (30, 10), 255)
     exif = rotated.getexif()
     exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees on display

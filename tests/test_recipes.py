@@ -29,16 +29,38 @@ def test_recipe_parses(recipe):
 
 
 @pytest.mark.parametrize("size,paper_cer", [("small", 4.22), ("base", 3.42), ("large", 2.89)])
-def test_paper_recipes(size, paper_cer):
-    recipe = Path(__file__).parents[1] / f"recipes/trocr-{size}/baseline.yaml"
+@pytest.mark.parametrize("kind", ["baseline", "lail"])
+def test_paper_recipes(size, paper_cer, kind):
+    """The IAM recipes carry the paper's fine-tuning command (shared/reference/trocr-paper-recipe.md)."""
+    recipe = Path(__file__).parents[1] / f"recipes/trocr-{size}/{kind}.yaml"
     model, data, training, *_ = parse_args(["--config", str(recipe), *CPU])
-    assert model.model_name_or_path == f"microsoft/trocr-{size}-stage1"
-    assert data.dataset_name == "Teklia/IAM-line"
+    assert model.model_name_or_path == f"microsoft/trocr-{size}-stage1" and model.image_resample == "bicubic"
+    assert data.dataset_name == "Teklia/IAM-line" and data.augment == "da2"
     assert training.learning_rate == 2e-5 and training.warmup_steps == 500 and training.weight_decay == 1e-4
-    assert training.lr_scheduler_type.value == "inverse_sqrt"
+    assert training.lr_scheduler_type.value == "inverse_sqrt" and training.warmup_init_lr == 1e-8
+    assert training.max_grad_norm == 0.0  # no clipping
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 64
-    assert training.generation_num_beams == 10
+    assert training.seed == 1111 and training.num_train_epochs == 300
+    assert training.early_stopping_patience == 20 and training.metric_for_best_model == "loss"
+    assert training.greater_is_better is False and training.load_best_model_at_end
+    assert training.generation_num_beams == 10 and training.generation_max_length == 200
     assert str(paper_cer) in recipe.read_text() and str(paper_cer) in (recipe.parent / "README.md").read_text()
+
+
+def test_fairseq_inverse_sqrt_warms_up_from_warmup_init_lr():
+    import torch
+
+    from trocr_lail.schedules import fairseq_inverse_sqrt
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5)
+    scheduler = fairseq_inverse_sqrt(optimizer, warmup_steps=500, warmup_init_lr=1e-8)
+    lrs = []
+    for _ in range(2001):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-8) and lrs[250] == pytest.approx(1e-8 + 250 * (2e-5 - 1e-8) / 500)
+    assert lrs[500] == pytest.approx(2e-5) and lrs[2000] == pytest.approx(1e-5)  # peak * sqrt(500 / 2000)
 
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: p.name)

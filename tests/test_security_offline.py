@@ -1,4 +1,4 @@
-"""Secrets never reach disk, pickles and remote code need explicit flags, an uncached Hub id fails before training
+"""Secrets never reach disk, pickles load weights-only (strict_safetensors refuses them), remote code needs a flag, an uncached Hub id fails before training
 with a message that says how to make it available."""
 
 from pathlib import Path
@@ -57,15 +57,46 @@ def test_hub_token_argument_is_refused(tmp_path):
         main(TINY_ARGS + RUN + ["--hub_token", FAKE_TOKEN, "--output_dir", str(tmp_path)])
 
 
-def test_pickled_weights_need_a_flag(tmp_path, tiny_processor):
+def test_pickled_weights_load_weights_only_by_default_and_strict_refuses(tmp_path, tiny_processor, caplog):
     model_dir = saved_tiny(tmp_path, tiny_processor, safe=False)
     assert (model_dir / "pytorch_model.bin").is_file() and not (model_dir / "model.safetensors").exists()
-    with pytest.raises(OSError, match="safetensors"):
-        load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir)))
-    _, model = load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir), allow_pickle_weights=True))
-    assert isinstance(model, VisionEncoderDecoderModel)
+    with caplog.at_level("WARNING", logger="trocr_lail"):
+        _, model = load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir)))
+    assert "weights_only=True" in caplog.text and "strict_safetensors" in caplog.text
+    expected = make_tiny_model(tiny_processor).state_dict()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())  # the saved weights, not fresh
+    with pytest.raises(ValueError, match="strict_safetensors"):
+        load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir), strict_safetensors=True))
     defaults = hub_kwargs(ModelArguments(model_name_or_path="x"))
-    assert defaults["trust_remote_code"] is False and defaults["use_safetensors"] is True
+    assert defaults["trust_remote_code"] is False and defaults["weights_only"] is True
+    assert hub_kwargs(ModelArguments(model_name_or_path="x", strict_safetensors=True))["use_safetensors"] is True
+
+
+def test_a_bin_only_checkpoint_dir_trains_and_everything_written_is_safetensors(tmp_path, tiny_processor):
+    model_dir = saved_tiny(tmp_path, tiny_processor, safe=False)
+    out = tmp_path / "out"
+    main(["--model_name_or_path", str(model_dir), *RUN, "--max_steps", "2", "--save_strategy", "steps",
+          "--save_steps", "2", "--output_dir", str(out)])
+    written = {p.name for p in out.rglob("*") if p.is_file()}
+    assert "model.safetensors" in written and not {n for n in written if n.endswith((".bin", ".pt"))} - {
+        "optimizer.pt", "scheduler.pt", "rng_state.pth"}  # Trainer's own state files stay torch files
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {_RunsCode.marker}",)
+
+
+def test_a_malicious_bin_is_refused_not_executed(tmp_path, tiny_processor):
+    """weights_only=True: a pickle that would run code on load fails instead."""
+    model_dir = saved_tiny(tmp_path, tiny_processor, safe=False)
+    _RunsCode.marker = tmp_path / "pwned"
+    torch.save({"weights": _RunsCode()}, model_dir / "pytorch_model.bin")
+    with pytest.raises(Exception):
+        load_processor_and_model(ModelArguments(model_name_or_path=str(model_dir)))
+    assert not _RunsCode.marker.exists()
 
 
 @pytest.mark.parametrize("what", ["model", "dataset", "llm"])

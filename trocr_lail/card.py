@@ -18,6 +18,9 @@ LAIL_CITATION = """@article{altinok2025lail,
   year    = {2025}
 }"""
 PIPELINE_TAG = "image-to-text"
+# Licenses of base checkpoints we know (prefix of the Hub id -> the Hub's license id); a fine-tune inherits them.
+KNOWN_LICENSES = {"microsoft/trocr-": "mit"}
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")  # the Hub's license ids: mit, apache-2.0, cc-by-4.0, other, ...
 HYPERPARAMETERS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "optim",
                    "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
                    "label_smoothing_factor", "max_grad_norm", "seed", "bf16", "fp16")
@@ -41,6 +44,21 @@ def public_id(value: str | None) -> str | None:
     if not value or not HUB_ID.match(value) or Path(value).expanduser().exists():
         return None
     return value
+
+
+def known_license(base_model: str | None) -> str | None:
+    """The license of a base checkpoint we know, e.g. ``mit`` for ``microsoft/trocr-*``; None otherwise."""
+    return next((value for prefix, value in KNOWN_LICENSES.items() if (base_model or "").startswith(prefix)), None)
+
+
+def resolve_license(hub_license: str | None, model_name_or_path: str | None) -> str | None:
+    """``hub_license`` if set (checked to be a Hub license id), else the base checkpoint's known license."""
+    if hub_license:
+        if not LICENSE_ID.match(hub_license):
+            raise ValueError(f"hub_license {hub_license!r} is not a Hub license id (lowercase, e.g. mit, apache-2.0, "
+                             "cc-by-4.0, or other)")
+        return hub_license
+    return known_license(public_id(model_name_or_path))
 
 
 def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dict | None = None,
@@ -74,6 +92,7 @@ def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dic
         "dataset_description": dataset_description, "num_beams": training_args.generation_num_beams or 1,
         "max_length": training_args.generation_max_length or model_args.max_target_length,
         "hyperparameters": hyper, "lail": None,
+        "license": resolve_license(getattr(training_args, "hub_license", None), model_args.model_name_or_path),
     }
     metrics = test_metrics or {}
     if "test_cer" in metrics:
@@ -132,7 +151,8 @@ def render_card(facts: dict, repo_id: str | None, lail_sidecar: bool = False):
                                    **common)]
     tags = ["trocr", "handwriting-recognition", "ocr", "vision-encoder-decoder", "trocr-lail"]
     data = ModelCardData(
-        model_name=name, base_model=facts["base_model"], datasets=[facts["dataset"]] if facts["dataset"] else None,
+        model_name=name, license=facts.get("license"), base_model=facts["base_model"],
+        datasets=[facts["dataset"]] if facts["dataset"] else None,
         language="en", library_name="transformers", pipeline_tag=PIPELINE_TAG, metrics=["cer", "wer"],
         tags=tags + (["lail"] if facts["lail"] else []), eval_results=eval_results,
     )
@@ -142,6 +162,25 @@ def render_card(facts: dict, repo_id: str | None, lail_sidecar: bool = False):
         trocr_lail_version=_version(), language_note=_language_note(facts),
         **{"test_cer": None, "test_wer": None, **facts},
     )
+
+
+def _model_index_problems(data) -> list[str]:
+    """The model-index read back with huggingface_hub's own parser (what the Hub's evaluation widget reads)."""
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    index = data.to_dict().get("model-index")
+    if index is None:
+        return []
+    try:
+        name, results = model_index_to_eval_results(index)
+    except Exception as err:  # noqa: BLE001 - any parse error means the Hub cannot read it
+        return [f"model-index does not parse: {type(err).__name__}: {err}"]
+    problems = [] if results else ["model-index has no eval results"]
+    problems += [f"eval result {r.metric_type!r} has no numeric value" for r in results
+                 if not isinstance(r.metric_value, (int, float))]
+    if name != data.model_name:
+        problems.append(f"model-index name {name!r} differs from model_name {data.model_name!r}")
+    return problems
 
 
 def _language_note(facts: dict) -> str:
@@ -177,6 +216,10 @@ def validate_card(path: str | Path, forbidden: tuple[str, ...] = ()) -> list[str
         problems.append(f"library_name is {data.library_name!r}, not 'transformers'")
     if not data.metrics:
         problems.append("no metrics listed")
+    if not data.license:
+        problems.append("no license")
+    elif not LICENSE_ID.match(str(data.license)):
+        problems.append(f"license {data.license!r} is not a Hub license id")
     for key in ("base_model",):
         value = getattr(data, key, None)
         if value is not None and not public_id(value):
@@ -184,8 +227,7 @@ def validate_card(path: str | Path, forbidden: tuple[str, ...] = ()) -> list[str
     for dataset in data.datasets or []:
         if not public_id(dataset):
             problems.append(f"dataset {dataset!r} is not a Hub id")
-    if "model-index" in data.to_dict() and not data.eval_results:
-        problems.append("model-index does not parse into eval results")
+    problems += _model_index_problems(data)
     if TOKEN.search(text):
         problems.append("contains something that looks like a Hugging Face token")
     problems += [f"contains {value!r}" for value in forbidden if value and value in text]

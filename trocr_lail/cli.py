@@ -7,8 +7,12 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+DEBUG_FLAG = "--debug"
 
 
 def _generation_args(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +21,17 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_length", type=int, default=None, help="Max tokens (default: the model's config).")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps, or auto (default).")
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    parser.add_argument("--image_resample", default=None, choices=["bilinear", "bicubic", "nearest", "lanczos"],
+                        help="Resize filter (default: the processor's; the TrOCR paper resized bicubic).")
+    parser.add_argument("--strict_safetensors", action="store_true",
+                        help="Refuse pickled .bin weights (default: load them weights-only, which runs no code).")
 
 
 def _reader(args):
     from .inference import LineReader
 
-    return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
+                                      strict_safetensors=args.strict_safetensors, image_resample=args.image_resample)
 
 
 # --- predict -------------------------------------------------------------------------------------------------
@@ -36,18 +45,29 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> int:
+    from .data.images import BadImage, frame_count
     from .inference import collect_image_paths, load_image
     from .ranges import warn_inputs
 
+    if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
+        raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")
+    check_model_source(args.model)
     paths = collect_image_paths(args.inputs)
     readable, skipped = [], []
     for path in paths:  # decode up front: a bad file is named and skipped, not a crash after an hour of reading
         try:
-            load_image(path)
-            readable.append(path)
-        except Exception as err:  # noqa: BLE001 - PIL raises many types for unreadable files
+            frames = frame_count(load_image(path))  # the loader training and validation use: same rules
+        except BadImage as err:
             skipped.append(path)
-            print(f"skipping {path}: not a readable image ({type(err).__name__}: {err})", file=sys.stderr)
+            print(f"skipping {err}", file=sys.stderr)
+            continue
+        if frames > 1:
+            print(f"{path}: {frames} frames; reading the first", file=sys.stderr)
+        readable.append(path)
+    if not readable:
+        print(f"trocr-lail predict: no image could be read ({len(paths)} file(s), all skipped); nothing written",
+              file=sys.stderr)
+        return 1
     reader = _reader(args)
     warn_inputs(reader.model.config, readable, names=readable)
     texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
@@ -64,6 +84,15 @@ def run_predict(args) -> int:
     return 0
 
 
+def check_model_source(model: str) -> None:
+    """A model argument that is neither a saved model folder nor a Hub id fails here, in words, instead of as
+    ``HFValidationError: Repo id must be ...`` from deep inside ``from_pretrained``."""
+    from .preflight import model_source_problem
+
+    if problem := model_source_problem("MODEL", model):
+        raise FileNotFoundError(problem)
+
+
 def _write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
@@ -71,11 +100,9 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
             writer = csv.DictWriter(handle, fieldnames=["file", "text"])
             writer.writeheader()
             writer.writerows(rows)
-    elif path.suffix.lower() == ".jsonl":
+    else:
         with path.open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    else:
-        raise ValueError(f"--output {path}: use a .jsonl or .csv file name")
 
 
 # --- evaluate ------------------------------------------------------------------------------------------------
@@ -105,6 +132,7 @@ def run_evaluate(args, extra: list[str]) -> int:
         recipe = yaml.safe_load(Path(args.config).read_text()) or {}
         parser.set_defaults(**{f.name: recipe[f.name] for f in dataclasses.fields(DataArguments) if f.name in recipe})
     (data_args,) = parser.parse_args_into_dataclasses(args=extra, look_for_args_file=False)
+    check_model_source(args.model)
     metrics = evaluate_model(_reader(args), data_args, args.split, args.report_dir, batch_size=args.batch_size,
                              progress=not args.no_progress, model_name=args.model,
                              num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
@@ -115,19 +143,27 @@ def run_evaluate(args, extra: list[str]) -> int:
 
 # --- export --------------------------------------------------------------------------------------------------
 def add_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="Training output dir or checkpoint-N dir (plain or LAIL model).")
-    parser.add_argument("output", help="Folder for the plain VisionEncoderDecoder model and processor.")
+    parser.add_argument("checkpoint", help="Training output dir, checkpoint-N dir (plain or LAIL model) or an export.")
+    parser.add_argument("output", help="Folder for the plain VisionEncoderDecoder model and processor (with --onnx: "
+                                       "for the ONNX model and processor).")
     parser.add_argument("--num_beams", type=int, default=None, help="Beam size to store (default: checkpoint's).")
     parser.add_argument("--max_length", type=int, default=None, help="Max length to store (default: checkpoint's).")
+    parser.add_argument("--onnx", action="store_true",
+                        help="Write an ONNX model (encoder, decoder, decoder with past) for ONNX Runtime / optimum's "
+                             "ORTModelForVision2Seq. Needs `pip install 'trocr-lail[onnx]'` (transformers 4.57.x).")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args) -> int:
+    import tempfile
+
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-    from .export import export_model
+    from .export import export_model, export_onnx, onnx_exporter
     from .loading import set_special_tokens
 
+    if args.onnx:
+        onnx_exporter()  # missing optimum: say so before loading anything
     checkpoint = Path(args.checkpoint)
     processor_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
     processor = TrOCRProcessor.from_pretrained(processor_dir)
@@ -135,9 +171,14 @@ def run_export(args) -> int:
     model = VisionEncoderDecoderModel.from_pretrained(checkpoint, use_safetensors=True)
     set_special_tokens(model, processor.tokenizer)
     generation = model.generation_config
-    path = export_model(model, processor, args.output, num_beams=args.num_beams or generation.num_beams or 1,
-                        max_length=args.max_length or generation.max_length)
-    print(f"exported plain model to {path}")
+    settings = {"num_beams": args.num_beams or generation.num_beams or 1,
+                "max_length": args.max_length or generation.max_length}
+    if not args.onnx:
+        print(f"exported plain model to {export_model(model, processor, args.output, **settings)}")
+        return 0
+    with tempfile.TemporaryDirectory() as plain_dir:
+        path = export_onnx(export_model(model, processor, plain_dir, **settings), args.output)
+    print(f"exported ONNX model to {path}")
     return 0
 
 
@@ -151,6 +192,8 @@ def add_push(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Branch to push to (default: main).")
     parser.add_argument("--no_lail_sidecar", action="store_true", help="Leave out lail/ (connectors) on LAIL runs.")
     parser.add_argument("--dry_run", action="store_true", help="Stage the folder and print its path; no upload.")
+    parser.add_argument("--license", default=None,
+                        help="License id for the card (default: the run's hub_license or its base checkpoint's).")
     parser.set_defaults(run=run_push)
 
 
@@ -160,7 +203,8 @@ def run_push(args) -> int:
     if bool(args.output_dir) == bool(args.folder):
         raise SystemExit("trocr-lail push: give either OUTPUT_DIR or --folder")
     folder = Path(args.folder) if args.folder else prepare_upload(args.output_dir, args.hub_model_id,
-                                                                  lail_sidecar=not args.no_lail_sidecar)
+                                                                  lail_sidecar=not args.no_lail_sidecar,
+                                                                  license_id=args.license)
     if args.dry_run:
         print(f"dry run: {folder} holds exactly what would be pushed to {args.hub_model_id}")
         return 0
@@ -168,12 +212,60 @@ def run_push(args) -> int:
     return 0
 
 
+# --- validate ------------------------------------------------------------------------------------------------
 def add_validate(parser: argparse.ArgumentParser) -> None:
-    from .data.validate import add_arguments, run
+    # DIR is not an argparse positional: with --config, recipe overrides (--tiny_patch_size 16 8) would fill it.
+    parser.usage = ("%(prog)s DIR [--model MODEL] [--max_target_length N]\n"
+                    "       %(prog)s --config RECIPE.yaml [recipe overrides, e.g. --data_dir DIR]")
+    parser.add_argument("--config", default=None, help="YAML recipe whose data and model settings to check.")
+    parser.add_argument("--model", default=None, help="With DIR: check the text against this model's tokenizer "
+                                                        "(exported dir or Hub id). Default: no tokenizer checks.")
+    parser.add_argument("--max_target_length", type=int, default=None,
+                        help="With DIR: count targets longer than this many tokens (default 128).")
+    parser.epilog = ("DIR is a data folder checked without a recipe: train/ validation/ test/ subfolders, or one "
+                     "split, each with metadata.jsonl or metadata.csv (file_name, text).")
+    parser.set_defaults(run=run_validate, allow_extra=True)
 
-    add_arguments(parser)
-    parser.set_defaults(run=lambda args, extra: run(argparse.Namespace(**vars(args), overrides=extra)),
-                        allow_extra=True)
+
+def run_validate(args, extra: list[str]) -> int:
+    from .data import validate
+
+    if args.config:
+        if args.model:
+            raise SystemExit("trocr-lail validate: with --config, the recipe names the model "
+                             "(or override it: --model_name_or_path MODEL)")
+        overrides = [*extra, *(["--max_target_length", str(args.max_target_length)] if args.max_target_length
+                               else [])]
+        return validate.run(argparse.Namespace(config=args.config, overrides=overrides))
+    if len(extra) != 1 or extra[0].startswith("-"):
+        raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
+                         f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
+    from .configs import DataArguments, ModelArguments
+    from .data.sources import METADATA_FILES, load_local_split, metadata_scans
+
+    folder = Path(extra[0])
+    root = folder
+    if any((folder / name).is_file() for name in METADATA_FILES):
+        split_dirs, root = {folder.name: folder}, folder.parent
+    else:
+        split_dirs = {name: folder / name for name in ("train", "validation", "test")
+                      if any((folder / name / meta).is_file() for meta in METADATA_FILES)}
+    if not split_dirs:
+        raise SystemExit(f"trocr-lail validate: {folder} has no {' or '.join(METADATA_FILES)}, and no train/, "
+                         "validation/ or test/ subfolder with one")
+    tokenizer = None
+    if args.model:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=False)
+    import datasets
+
+    splits = datasets.DatasetDict({name: load_local_split(path) for name, path in split_dirs.items()})
+    max_length = args.max_target_length or ModelArguments.max_target_length
+    scans = metadata_scans(DataArguments(data_dir=str(root)), splits)  # bad metadata lines, in the same report
+    summary = validate.validate_splits(splits, tokenizer, max_length, scans=scans)
+    return validate.report(summary, tokenizer_note="" if tokenizer else
+                           "(no --model: tokenizer coverage and target lengths not checked)")
 
 
 def add_render(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +279,7 @@ SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
-    "validate": (add_validate, "Check a recipe's dataset up front (images, text, tokenizer, lengths); exit 1 if bad."),
+    "validate": (add_validate, "Check a data folder or a recipe's dataset (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
     "render": (add_render, "Contact sheet of the synthetic lines a recipe renders (--sheet out.png)."),
 }
@@ -201,7 +293,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the input or the settings are wrong" (their messages say what and what to do), as opposed
+    to bugs: these print as one message, without a traceback."""
+    from .hub import PushError
+    from .nonfinite import NonFiniteLossError
+
+    return ValueError, OSError, NonFiniteLossError, PushError
+
+
+def run_script(name: str, function, argv: list[str] | None = None) -> int:
+    """Run ``function(argv)`` for a command-line entry point: a user error prints ``NAME: error: message`` on
+    stderr and returns 2 (a traceback only with ``--debug`` anywhere on the line, or TROCR_LAIL_DEBUG=1); an int
+    result is the exit status, anything else means success."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("TROCR_LAIL_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    try:
+        result = function(argv)
+    except user_errors() as err:
+        if debug:
+            raise
+        print(f"{name}: error: {err} (run with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if arg in SUBCOMMANDS), None)
+    return run_script(f"trocr-lail {command}" if command else "trocr-lail", _dispatch, argv)
+
+
+def _dispatch(argv: list[str]) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     args, extra = build_parser().parse_known_args(argv)
     if getattr(args, "allow_extra", False):

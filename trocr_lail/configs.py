@@ -11,17 +11,25 @@ from transformers import Seq2SeqTrainingArguments
 class ModelArguments:
     model_name_or_path: str = field(
         default="tiny",
-        metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, or 'tiny' to build a small "
-                          "TrOCR-shaped model from config with a character tokenizer (offline, CPU-friendly)."},
+        metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, 'config:trocr-small' / "
+                          "'config:trocr-base' / 'config:trocr-large' (the published architectures with random "
+                          "weights and a locally trained tokenizer, offline: trocr_lail/shapes.py), or 'tiny' (a small "
+                          "TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
     )
     processor_name_or_path: str | None = field(
         default=None, metadata={"help": "Processor to load if it differs from model_name_or_path."})
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) to load."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modeling code from the Hub. Off: it runs arbitrary code."})
-    allow_pickle_weights: bool = field(
-        default=False, metadata={"help": "Allow loading pickled .bin/.pt weights (model and LAIL LLM). Off: only "
-                                         "safetensors load, since unpickling can run arbitrary code."})
+    strict_safetensors: bool = field(
+        default=False, metadata={"help": "Refuse pickled .bin weights (model and LAIL LLM) and load safetensors only. "
+                                         "Off: a checkpoint that publishes only pytorch_model.bin (e.g. "
+                                         "microsoft/trocr-*-handwritten) loads through transformers' "
+                                         "torch.load(weights_only=True), which runs no code; a log line says so."})
+    image_resample: str | None = field(
+        default=None, metadata={"help": "Resize filter of the image processor: bilinear, bicubic, nearest or lanczos "
+                                        "(default: the processor's own; the Hub TrOCR processors resize bilinear, the "
+                                        "paper's fairseq pipeline bicubic)."})
     max_target_length: int = field(
         default=128, metadata={"help": "Transcriptions longer than this many tokens (EOS included) are truncated, "
                                        "and counted in a warning."})
@@ -93,16 +101,21 @@ class DataArguments:
         default=False, metadata={"help": "Drop rows that fail validation, and images that fail to decode during "
                                          "training, counting them (reported before training and at the end), "
                                          "instead of stopping with an error naming them."})
-    augment: bool = field(
-        default=True, metadata={"help": "TrOCR-style augmentation (rotation, blur, dilation/erosion, scale jitter) "
-                                        "on the training split only."})
+    augment: str = field(
+        default="light", metadata={"help": "Training-split augmentation: 'da2' (the TrOCR paper's DA2: one of seven "
+                                           "transforms per image, then a bicubic resize to the input size), 'light' "
+                                           "(milder rotation/blur/dilation/erosion/rescale, greyscale) or 'none'. "
+                                           "true = light, false = none."})
     preprocess_images: bool = field(
         default=False, metadata={"help": "Resize every image once at load time and store uint8 pixels (cached by "
-                                         "datasets), so training steps do no image work. Needs augment: false."})
+                                         "datasets), so training steps do no image work. Needs augment: none."})
 
     def __post_init__(self):
-        if self.preprocess_images and self.augment:
-            raise ValueError("preprocess_images needs augment: false (augmentation works on the original images)")
+        from .data.augment import augment_mode
+
+        self.augment = augment_mode(self.augment)
+        if self.preprocess_images and self.augment != "none":
+            raise ValueError("preprocess_images needs augment: none (augmentation works on the original images)")
 
 
 @dataclass
@@ -127,9 +140,16 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     hub_dry_run: bool = field(
         default=False, metadata={"help": "With push_to_hub: write <output_dir>/hub_upload (exactly what would be "
                                          "pushed: export, model card, lail/ sidecar) and upload nothing."})
+    hub_license: str | None = field(
+        default=None, metadata={"help": "License id for the model card (mit, apache-2.0, cc-by-4.0, ...). Default: "
+                                        "the base checkpoint's known license (mit for microsoft/trocr-*). Pushing "
+                                        "without one is refused; 'other' is accepted when set explicitly."})
     hub_lail_sidecar: bool = field(
         default=True, metadata={"help": "With push_to_hub on a LAIL run: also push lail/ (connector weights and "
                                         "config, never the LLM) so LAIL training can continue from the Hub model."})
+    warmup_init_lr: float | None = field(
+        default=None, metadata={"help": "With lr_scheduler_type inverse_sqrt: warm up linearly from this learning rate "
+                                        "instead of 0, as fairseq's --warmup-init-lr (the TrOCR paper: 1e-8)."})
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
@@ -137,5 +157,7 @@ class TrainingArguments(Seq2SeqTrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.warmup_init_lr is not None and self.lr_scheduler_type.value != "inverse_sqrt":
+            raise ValueError("warmup_init_lr needs lr_scheduler_type: inverse_sqrt")
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")

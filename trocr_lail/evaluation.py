@@ -7,19 +7,33 @@ import json
 import time
 from pathlib import Path
 
+import datasets
+
 from .configs import DataArguments
-from .data.sources import load_split
+from .data.sources import load_split, require_clean_metadata
 from .inference import LineReader
 from .metrics import cer, wer
 from .ranges import warn_inputs
 from .report import write_report
 
 
+def image_sources(dataset) -> list[str | None]:
+    """Each row's image file as the dataset records it (local folders: the full path; Hub datasets: the file name
+    they were built from, if any), None for images with no file (synthetic lines, embedded bytes)."""
+    import datasets
+
+    raw = dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    return [value.get("path") if isinstance(value, dict) else None for value in raw]
+
+
 def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
                    batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
                    **generate_kwargs) -> dict:
     dataset = load_split(data_args, split)
-    images, references = list(dataset["image"]), list(dataset["text"])
+    require_clean_metadata(data_args, split)
+    # Undecoded: the reader decodes through the training loader (same size, 16-bit and frame rules).
+    images = list(dataset.cast_column("image", datasets.Image(decode=False))["image"])
+    references = list(dataset["text"])
     warn_inputs(reader.model.config, images, references)
     start = time.perf_counter()
     predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
@@ -32,6 +46,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
                  predictions, num_worst=num_worst)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-        for truth, prediction in zip(references, predictions):
-            handle.write(json.dumps({"text": truth, "prediction": prediction}, ensure_ascii=False) + "\n")
+        for row, (source, truth, prediction) in enumerate(zip(image_sources(dataset), references, predictions)):
+            record = {"row": row, "image": source, "text": truth, "prediction": prediction}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return metrics

@@ -1,16 +1,22 @@
 """Export a trained model as a plain ``VisionEncoderDecoderModel`` directory that any transformers user can load:
-``pipeline("image-to-text", model=dir)`` on 4.57.x, ``VisionEncoderDecoderModel.from_pretrained`` on 5.x."""
+``pipeline("image-to-text", model=dir, trust_remote_code=True)`` on 4.57.x and 5.x (the folder carries
+``trocr_pipeline.py``, registered in ``config.json``), or ``VisionEncoderDecoderModel.from_pretrained``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
+from . import pipeline
 from .adapters import merged
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
+ONNX_TASK = "image-to-text-with-past"  # encoder, decoder and decoder-with-past graphs: fast greedy and beam search
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
 
 
 def plain_model(model) -> VisionEncoderDecoderModel:
@@ -37,7 +43,9 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
         pad_token_id=model.config.pad_token_id, max_length=max_length, num_beams=num_beams,
         early_stopping=num_beams > 1,
     )
+    plain.config.custom_pipelines = pipeline.custom_pipelines_entry()
     plain.save_pretrained(export_dir, safe_serialization=True)
+    shutil.copyfile(pipeline.__file__, export_dir / pipeline.EXPORT_FILE)
     processor.save_pretrained(export_dir)
     # transformers 4.57.x loaders look for the image processor and tokenizer files one by one.
     processor.image_processor.save_pretrained(export_dir)
@@ -51,3 +59,34 @@ def _portable_tokenizer_config(path: Path) -> None:
     if config.get("tokenizer_class") == "TokenizersBackend":
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
         path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def onnx_exporter():
+    """optimum's ``main_export``, or an ImportError that says what to install."""
+    try:
+        from optimum.exporters.onnx import main_export
+    except ImportError:
+        raise ImportError("ONNX export needs optimum-onnx: pip install 'trocr-lail[onnx]'. optimum-onnx requires "
+                          "transformers < 4.58, so use an environment with transformers 4.57.x for this step; the "
+                          "ONNX model it writes runs anywhere ONNX Runtime does.") from None
+    return main_export
+
+
+def export_onnx(model_dir: str | Path, onnx_dir: str | Path) -> Path:
+    """Convert the exported model in ``model_dir`` to ONNX in ``onnx_dir`` with optimum (``pip install
+    'trocr-lail[onnx]'``), with the processor files next to it, for ``optimum.onnxruntime.ORTModelForVision2Seq``.
+
+    optimum writes the processor only when it can load it, and loading the image processor needs Pillow, which
+    ``optimum-onnx[onnxruntime]`` does not install: without it the export succeeds and silently leaves out
+    ``preprocessor_config.json``. So the processor files are copied from ``model_dir`` and checked here."""
+    main_export = onnx_exporter()
+    model_dir, onnx_dir = Path(model_dir), Path(onnx_dir)
+    main_export(str(model_dir), output=str(onnx_dir), task=ONNX_TASK, device="cpu", trust_remote_code=False)
+    for name in PROCESSOR_FILES:
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, onnx_dir / name)
+    missing = [name for name in ("preprocessor_config.json", "tokenizer_config.json", "encoder_model.onnx",
+                                 "decoder_model.onnx") if not (onnx_dir / name).is_file()]
+    if missing:
+        raise RuntimeError(f"ONNX export to {onnx_dir} is incomplete: {missing} missing")
+    return onnx_dir

@@ -14,7 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from .card import lail_training_settings, render_card, run_facts, template_path, validate_card
+from .card import lail_training_settings, render_card, resolve_license, run_facts, template_path, validate_card
 
 logger = logging.getLogger("trocr_lail")
 
@@ -26,8 +26,13 @@ class PushError(RuntimeError):
     pass
 
 
-def take_push_request(training_args) -> dict | None:
-    """Our push settings from ``training_args``, with Trainer's own push switched off. Rejects tokens in args."""
+NO_LICENSE = ("needs a license for the model card: set hub_license (mit, apache-2.0, cc-by-4.0, ..., or other), "
+              "and make sure it allows what the base checkpoint's and the data's licenses allow")
+
+
+def take_push_request(training_args, model_name_or_path: str | None = None) -> dict | None:
+    """Our push settings from ``training_args``, with Trainer's own push switched off. Rejects tokens in args and,
+    before any training step, a push with no license (``hub_license``, or the base checkpoint's known one)."""
     if getattr(training_args, "hub_token", None):
         raise ValueError("Do not put hub_token in a recipe or on the command line: Trainer would store it in "
                          "training_args.bin. Set HF_TOKEN in the environment or run `hf auth login`.")
@@ -37,7 +42,12 @@ def take_push_request(training_args) -> dict | None:
         raise ValueError(f"push_to_hub needs hub_model_id as 'owner/name', got {training_args.hub_model_id!r}")
     if not training_args.export:
         raise ValueError("push_to_hub pushes the exported plain model: it needs export: true")
+    license_id = resolve_license(getattr(training_args, "hub_license", None), model_name_or_path)
+    if not license_id:
+        raise ValueError(f"push_to_hub {NO_LICENSE} (the base checkpoint {model_name_or_path!r} has no known "
+                         "license)")
     request = {"repo_id": training_args.hub_model_id, "revision": getattr(training_args, "hub_revision", None),
+               "license": license_id,
                "private": True if training_args.hub_private_repo is None else bool(training_args.hub_private_repo),
                "dry_run": training_args.hub_dry_run, "lail_sidecar": training_args.hub_lail_sidecar}
     training_args.push_to_hub = False
@@ -54,13 +64,20 @@ def save_run_facts(output_dir: str | Path, model_args, data_args, training_args,
 
 
 def prepare_upload(output_dir: str | Path, repo_id: str | None, dest: str | Path | None = None,
-                   lail_sidecar: bool = True, export_dir: str | Path | None = None) -> Path:
+                   lail_sidecar: bool = True, export_dir: str | Path | None = None,
+                   license_id: str | None = None) -> Path:
     """Write exactly what would be uploaded into ``dest`` (default ``<output_dir>/hub_upload``): the files of
-    ``<output_dir>/export``, ``README.md`` (the card) and, for LAIL runs with ``lail_sidecar``, ``lail/``."""
+    ``<output_dir>/export`` (model, processor, ``trocr_pipeline.py``), ``README.md`` (the card) and, for LAIL runs
+    with ``lail_sidecar``, ``lail/``. ``license_id`` overrides the run's recorded license; with neither, refused."""
     output_dir = Path(output_dir)
     export_dir = Path(export_dir) if export_dir else output_dir / "export"
     if not (export_dir / "config.json").is_file():
         raise FileNotFoundError(f"{export_dir} has no exported model (config.json); run `trocr-lail export` first")
+    facts_path = output_dir / FACTS_FILE
+    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else _facts_from_export(export_dir)
+    facts["license"] = resolve_license(license_id, None) or facts.get("license")
+    if not facts["license"]:
+        raise ValueError(f"Publishing {export_dir} {NO_LICENSE} (trocr-lail push --license ID)")
     dest = Path(dest) if dest else output_dir / UPLOAD_DIR
     if dest.exists():
         if dest.resolve() != (output_dir / UPLOAD_DIR).resolve() and any(dest.iterdir()):
@@ -71,8 +88,6 @@ def prepare_upload(output_dir: str | Path, repo_id: str | None, dest: str | Path
         if path.is_file() and path.name != "README.md":
             shutil.copy2(path, dest / path.name)
 
-    facts_path = output_dir / FACTS_FILE
-    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else _facts_from_export(export_dir)
     training_config = json.loads((output_dir / "config.json").read_text()) if (output_dir / "config.json").is_file() \
         else {}
     with_sidecar = bool(lail_sidecar and training_config.get("lail"))
@@ -105,7 +120,8 @@ def push(folder: str | Path, repo_id: str, private: bool = True, revision: str |
 
 def publish(output_dir: str | Path, request: dict) -> Path:
     """Stage ``<output_dir>/hub_upload`` and push it unless ``request['dry_run']``."""
-    folder = prepare_upload(output_dir, request["repo_id"], lail_sidecar=request["lail_sidecar"])
+    folder = prepare_upload(output_dir, request["repo_id"], lail_sidecar=request["lail_sidecar"],
+                            license_id=request["license"])
     if request["dry_run"]:
         logger.info("hub_dry_run: wrote the folder that would be pushed to %s: %s", request["repo_id"], folder)
         return folder
@@ -133,7 +149,7 @@ def _facts_from_export(export_dir: Path) -> dict:
     generation = json.loads((export_dir / "generation_config.json").read_text())
     return {"base_model": None, "base_description": "a checkpoint not recorded by trocr-lail", "dataset": None,
             "dataset_description": "not recorded", "num_beams": generation.get("num_beams", 1),
-            "max_length": generation.get("max_length"), "hyperparameters": {}, "lail": None}
+            "max_length": generation.get("max_length"), "hyperparameters": {}, "lail": None, "license": None}
 
 
 def _private_strings(output_dir: Path) -> tuple[str, ...]:

@@ -12,9 +12,10 @@ import glob
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .data.images import load_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
 
@@ -38,25 +39,11 @@ def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def load_image(image: str | Path | Image.Image) -> Image.Image:
-    """Any PIL-readable image as RGB. Follows 4.57's pipeline (EXIF transpose, then RGB) where that is sound, and
-    fixes two modes where a plain ``convert("RGB")`` destroys the line: 16/32-bit grayscale (clipped to white) and
-    transparency (transparent background turns black, under often black ink): rescaled / put on white."""
-    if not isinstance(image, Image.Image):
-        with Image.open(image) as opened:
-            opened.load()
-            image = opened
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) * 255 if high > low else np.full_like(values, 255.0)
-        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return image.convert("RGB")
+def load_image(image) -> Image.Image:
+    """Any PIL-readable image (path, PIL image or datasets' ``{"bytes", "path"}``) as RGB, through the same loader
+    as training and validation (``trocr_lail.data.images.load_rgb``: EXIF orientation, first frame, size limits,
+    16-bit scaled by 255/65535, transparency on white); raises ``BadImage`` naming the file."""
+    return load_rgb(str(image) if isinstance(image, Path) else image)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -81,12 +68,20 @@ class LineReader:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = "auto", batch_size: int = 8,
-                        revision: str = "main"):
+                        revision: str = "main", strict_safetensors: bool = False, image_resample: str | None = None):
+        """``image_resample`` overrides the processor's resize filter (the paper's fairseq pipeline: bicubic).
+        Checkpoints with only ``pytorch_model.bin`` (e.g. microsoft/trocr-*-handwritten) load weights-only unless
+        ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+
+        from .loading import RESAMPLE, note_pickle_weights, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
         processor = TrOCRProcessor.from_pretrained(model_dir, **common)
-        model = VisionEncoderDecoderModel.from_pretrained(model_dir, use_safetensors=True, **common)
+        if image_resample:
+            processor.image_processor.resample = RESAMPLE[image_resample]
+        note_pickle_weights(str(model_dir), revision, strict=strict_safetensors)
+        model = VisionEncoderDecoderModel.from_pretrained(model_dir, **weights_kwargs(strict_safetensors), **common)
         return cls(model, processor, device=device, batch_size=batch_size)
 
     def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,

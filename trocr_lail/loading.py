@@ -2,53 +2,113 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from transformers import GenerationConfig, TrOCRProcessor, VisionEncoderDecoderModel
 
 from .availability import hub_resource
 from .configs import ModelArguments
+from .shapes import build_model, build_processor, is_config_name
 from .tiny import build_tiny_model, build_tiny_processor
+
+logger = logging.getLogger("trocr_lail")
+
+RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def weights_kwargs(strict_safetensors: bool) -> dict:
+    """``from_pretrained`` options for weight files. Strict: safetensors only. Otherwise safetensors when published,
+    else ``.bin`` through transformers' ``torch.load(weights_only=True)``, which unpickles tensors only (no code)."""
+    return {"use_safetensors": True if strict_safetensors else None, "weights_only": True}
 
 
 def hub_kwargs(args: ModelArguments) -> dict:
-    """Loading options shared by every ``from_pretrained`` of a run. Pickled ``.bin`` weights can run code when
-    loaded, so safetensors are required unless ``allow_pickle_weights`` says otherwise."""
+    """Loading options shared by every ``from_pretrained`` of a run."""
     return {"revision": args.revision, "trust_remote_code": args.trust_remote_code,
-            "use_safetensors": None if args.allow_pickle_weights else True}
+            **weights_kwargs(args.strict_safetensors)}
+
+
+def note_pickle_weights(name: str, revision: str | None = None, strict: bool = False) -> None:
+    """Say when a checkpoint has only pickled weights (local dir or Hub cache): they load weights-only, or are
+    refused under ``strict_safetensors``."""
+    if pickle_only(name, revision):
+        if strict:
+            raise ValueError(f"{name} has only pickled .bin weights and strict_safetensors is true; convert them to "
+                             "safetensors or set strict_safetensors: false (they load with weights_only=True).")
+        logger.warning("%s has no safetensors weights: loading pytorch_model.bin with torch.load(weights_only=True), "
+                       "which reads tensors only and runs no code (strict_safetensors: true refuses it).", name)
+
+
+def pickle_only(name: str, revision: str | None = None) -> bool:
+    def present(filename: str) -> bool:
+        if Path(name).is_dir():
+            return (Path(name) / filename).is_file()
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, filename, revision=revision), str)
+
+    return not any(map(present, SAFE_WEIGHTS)) and any(map(present, PICKLE_WEIGHTS))
 
 
 def load_processor(args: ModelArguments) -> TrOCRProcessor:
     if args.model_name_or_path == "tiny":
-        return build_tiny_processor(args.tiny_image_height, args.tiny_image_width)
-    name = args.processor_name_or_path or args.model_name_or_path
-    with hub_resource("processor", name, "processor_name_or_path / model_name_or_path"):
-        return TrOCRProcessor.from_pretrained(name, revision=args.revision, trust_remote_code=args.trust_remote_code)
+        processor = build_tiny_processor(args.tiny_image_height, args.tiny_image_width)
+    elif is_config_name(args.model_name_or_path) and not args.processor_name_or_path:
+        processor = build_processor(args.model_name_or_path)
+    else:
+        name = args.processor_name_or_path or args.model_name_or_path
+        with hub_resource("processor", name, "processor_name_or_path / model_name_or_path"):
+            processor = TrOCRProcessor.from_pretrained(name, revision=args.revision,
+                                                       trust_remote_code=args.trust_remote_code)
+    if args.image_resample:
+        if args.image_resample not in RESAMPLE:
+            raise ValueError(f"image_resample: {args.image_resample!r} is not one of {', '.join(RESAMPLE)}")
+        processor.image_processor.resample = RESAMPLE[args.image_resample]
+    return processor
 
 
 def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
     processor = load_processor(args)
-    if args.model_name_or_path == "tiny":
-        model = build_tiny_model(
-            processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
-            decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
-            patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length, dropout=args.tiny_dropout,
-        )
+    if args.model_name_or_path == "tiny" or is_config_name(args.model_name_or_path):
+        if args.model_name_or_path == "tiny":
+            model = build_tiny_model(
+                processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
+                decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
+                patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length,
+                dropout=args.tiny_dropout,
+            )
+        else:
+            model = build_model(args.model_name_or_path)
         if model_class is not VisionEncoderDecoderModel:
             model = model_class(config=model.config, **model_kwargs)
     else:
         with hub_resource("model", args.model_name_or_path, "model_name_or_path"):
+            note_pickle_weights(args.model_name_or_path, args.revision, args.strict_safetensors)
             model = model_class.from_pretrained(args.model_name_or_path, **hub_kwargs(args), **model_kwargs)
     set_special_tokens(model, processor.tokenizer)
     return processor, model
 
 
+def decoder_start_id(model, tokenizer) -> int:
+    """The checkpoint's own start id (config, then generation config); else fairseq's convention for TrOCR
+    decoders, ``</s>`` (TrOCR was trained starting from it: 0 is the most reported TrOCR fine-tuning bug,
+    transformers #25132 / #27142); else the tokenizer's BOS/CLS for other decoders."""
+    for source in (model.config, model.generation_config):
+        start = getattr(source, "decoder_start_token_id", None) if source is not None else None
+        if start is not None:
+            return start
+    if getattr(model.config.decoder, "model_type", None) == "trocr":
+        return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+
+
 def set_special_tokens(model, tokenizer) -> None:
     """Make the ids the loss (label shifting) and ``generate`` need agree with the tokenizer."""
     # transformers 5.x configs no longer carry generation ids as attributes; 4.57.x ones may hold None.
-    start = getattr(model.config, "decoder_start_token_id", None)
-    if start is None:
-        start = getattr(model.generation_config, "decoder_start_token_id", None)
-    if start is None:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    start = decoder_start_id(model, tokenizer)
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     model.config.decoder_start_token_id = start
     model.config.pad_token_id = tokenizer.pad_token_id

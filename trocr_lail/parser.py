@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+
+
+NULLS = ("null", "None", "~")  # YAML's spellings of None, also accepted on the command line
+
+
+def _may_be_none(cls, name: str) -> bool:
+    # The declared annotation: HfArgumentParser rewrites ``field.type`` of Optional fields without the None.
+    for klass in cls.__mro__:
+        annotation = inspect.get_annotations(klass).get(name)
+        if annotation is not None:
+            return "None" in str(annotation) or "Optional" in str(annotation)
+    return False
+
+
+def _nulls_to_none(parsed):
+    """``--test_split null`` means what ``test_split: null`` means in the YAML: no value (argparse keeps the
+    string). Only for fields declared Optional; ``__post_init__`` checks run again on the result."""
+    changed = {f.name: None for f in dataclasses.fields(parsed)
+               if f.init and getattr(parsed, f.name) in NULLS and _may_be_none(type(parsed), f.name)}
+    return dataclasses.replace(parsed, **changed) if changed else parsed
 
 
 class RecipeParser(HfArgumentParser):
@@ -22,7 +43,8 @@ class RecipeParser(HfArgumentParser):
             del args[at : at + 2]
             self.set_defaults(**self._read_recipe(config_path))
         # argparse converts string defaults with each field's type, so YAML's "2e-5" (a string) becomes a float.
-        return self.parse_args_into_dataclasses(args=args, look_for_args_file=False)
+        return tuple(_nulls_to_none(parsed) for parsed in
+                     self.parse_args_into_dataclasses(args=args, look_for_args_file=False))
 
     def _read_recipe(self, path: Path) -> dict:
         if not path.is_file():

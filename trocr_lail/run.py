@@ -12,7 +12,7 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from .adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import resolve_resume
+from .checkpoints import disk_full_guard, resolve_resume
 from .ctc import CtcVisionEncoderDecoderModel
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
@@ -24,6 +24,7 @@ from .loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training
+from .preflight import check_loaded_model, check_settings
 from .ranges import record as record_training_ranges
 
 logger = logging.getLogger("trocr_lail")
@@ -38,13 +39,16 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
-    push_request = take_push_request(training_args)  # before Trainer exists: it must not push the training model
+    check_settings(model_args, data_args, training_args, lail_args, peft_args)  # seconds, before any loading
+    # Before Trainer exists (it must not push the training model) and before any step (a bad license fails now).
+    push_request = take_push_request(training_args, model_args.model_name_or_path)
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.
     processor, model = load_processor_and_model(model_args)
     if training_args.ctc_weight > 0:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
+    check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = load_splits(data_args)
     record_training_ranges(model.config, splits[data_args.train_split])  # kept in the export: predict warns
@@ -67,8 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - start
     trainer.nonfinite.raise_if_stopped(training_args.output_dir)
-    trainer.save_model()
-    trainer.save_state()
+    with disk_full_guard("the final model", training_args.output_dir, training_args.output_dir):
+        trainer.save_model()
+        trainer.save_state()
     if peft_args.use_peft and trainer.is_world_process_zero():
         # PEFT saves only adapter files; the model config (with its LAIL entry) is what export/sidecar tools read.
         trainer.model.get_base_model().config.save_pretrained(training_args.output_dir)
@@ -120,7 +125,7 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
     from .lail.trainer import LailTrainer
 
     llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code,
-                                         allow_pickle_weights=model_args.allow_pickle_weights)
+                                         strict_safetensors=model_args.strict_safetensors)
     model = LailVisionEncoderDecoderModel.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
     model.attach_llm(llm, checkpointing=lail_args.lail_llm_gradient_checkpointing)
     if lail_args.lail_connectors_path:

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .checkpoints import disk_full_guard
 from .ctc import ctc_loss_sum
 from .nonfinite import NonFiniteLossGuard
 
@@ -64,6 +66,17 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         loss = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)
         self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        init = getattr(self.args, "warmup_init_lr", None)
+        if init is not None and self.lr_scheduler is None:
+            from .schedules import fairseq_inverse_sqrt
+
+            steps = self.args.get_warmup_steps(num_training_steps)
+            self.lr_scheduler = fairseq_inverse_sqrt(optimizer or self.optimizer, steps, init)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def check_finite(self, model, **terms) -> None:
         """Report non-finite loss terms of a training micro-batch (see ``nonfinite.py`` for what happens next)."""
@@ -127,6 +140,13 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             raise RuntimeError(f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} weights the model has "
                                f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
         target.load_state_dict(reloaded.state_dict(), strict=True)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """A checkpoint save that runs out of disk space stops with one plain error and keeps the last complete
+        checkpoint (``checkpoints.disk_full_guard``)."""
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        with disk_full_guard(name, Path(self._get_output_dir(trial=trial)) / name, self.args.output_dir):
+            super()._save_checkpoint(model, trial)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Save as Trainer does, but the training arguments as JSON (``*_token`` fields redacted) instead of the

@@ -1,5 +1,11 @@
 """Opening line images safely: any PIL mode to RGB without losing the ink, and one error type that names the file.
 
+:func:`load_rgb` is the one image loader: training, validation, evaluation and ``trocr-lail predict`` all decode
+through it, so an image reads the same everywhere. Its rules: EXIF orientation applied; the first frame of an
+animated/multi-page file (counted by the validator, named by ``predict``); sides of at least ``MIN_IMAGE_SIDE``,
+at most ``MAX_IMAGE_PIXELS`` pixels and an aspect ratio of at most ``MAX_ASPECT``:1 either way; 16-bit grey
+scaled by 255/65535 (as image viewers show it, never contrast-stretched); transparency on white paper.
+
 Image columns are kept undecoded (``datasets.Image(decode=False)``) and decoded here, so a file that fails to
 decode raises :class:`BadImage` naming it, and :class:`DecodeImages` can turn that into a counted skip instead of a
 crash in the middle of an epoch.
@@ -13,12 +19,13 @@ import multiprocessing
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE = 4  # narrower or shorter than this cannot hold a line of text
 MAX_IMAGE_PIXELS = 40_000_000  # a text line this large is a mistake (a full page, a raw scan) and costs GBs per batch
+MAX_ASPECT = 100  # width:height (or height:width); real lines are ~5-40:1, and 500:1 squashed to 384 px is noise
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 
@@ -68,11 +75,25 @@ def open_image(value, max_pixels: int | None = None, min_side: int | None = None
     if width * height > max_pixels:
         raise BadImage(f"{describe(value)}: image is {width}x{height} pixels (> {max_pixels:,}); crop or downscale "
                        "it to a text line")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadImage(f"{describe(value)}: image is {width}x{height} pixels, an aspect ratio over {MAX_ASPECT}:1; "
+                       "that is not one text line: crop or split it")
     try:
-        image.load()
+        image.load()  # the first frame of an animated or multi-page file: see frame_count
     except (OSError, ValueError, SyntaxError) as err:
         raise BadImage(f"{describe(value)}: corrupt image data ({err}); re-export or remove it") from None
+    image.info["n_frames"] = frame_count(image)  # kept through convert/transpose, for whoever reports it
+    if image.getexif().get(ORIENTATION, 1) != 1:  # a camera photo: read it the way it is displayed
+        image = ImageOps.exif_transpose(image)
     return image
+
+
+ORIENTATION = 0x0112  # EXIF tag
+
+
+def frame_count(image: Image.Image) -> int:
+    """Frames (animation) or pages (TIFF) in ``image``; only the first is read."""
+    return int(getattr(image, "n_frames", image.info.get("n_frames", 1)) or 1)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -8,9 +8,10 @@ import logging
 import datasets
 import torch.distributed as dist
 
-from .augment import Augment
+from .augment import build_augment
 from .images import DecodeImages
 from .pixels import preprocess_images
+from .sources import metadata_scans
 from .stream import SyntheticLineStream, prepare_stream
 from .validate import ValidationSummary, validate_splits
 
@@ -18,10 +19,10 @@ logger = logging.getLogger("trocr_lail")
 
 
 def validate_once(splits: datasets.DatasetDict, tokenizer, max_target_length: int, check_images: bool,
-                  is_main: bool) -> ValidationSummary:
+                  is_main: bool, scans: dict | None = None) -> ValidationSummary:
     """Validate on the main process only; other DDP ranks receive its summary instead of decoding everything
     again (they must agree on which rows to drop)."""
-    summary = validate_splits(splits, tokenizer, max_target_length, check_images) if is_main else None
+    summary = validate_splits(splits, tokenizer, max_target_length, check_images, scans) if is_main else None
     if dist.is_available() and dist.is_initialized():
         box = [summary]
         dist.broadcast_object_list(box, src=0)
@@ -40,9 +41,14 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
     streams = {name: splits.pop(name) for name in list(splits) if isinstance(splits[name], SyntheticLineStream)}
     for name, stream in streams.items():  # rendered on the fly: check every line of text it can draw instead
         prepare_stream(stream, tokenizer, max_target_length, name, image_processor)
-    summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main)
+    summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main,
+                            metadata_scans(data_args, splits))
     if is_main:
         logger.info("Dataset check:\n%s", summary.format())
+        for name, split in summary.splits.items():
+            if split.multi_frame:
+                logger.warning("%d '%s' image(s) are animated or multi-page: only their first frame is read.",
+                               split.multi_frame, name)
     if summary.problems:
         if not data_args.skip_bad_samples:
             raise ValueError(summary.error_message())
@@ -57,7 +63,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
         if data_args.preprocess_images:
             splits[name] = preprocess_images(splits[name], image_processor, desc=f"Resizing {name} images once")
             continue
-        augment = Augment() if name == data_args.train_split and data_args.augment else None
+        augment = build_augment(data_args.augment, image_processor) if name == data_args.train_split else None
         decoders[name] = DecodeImages(augment=augment, skip_bad=data_args.skip_bad_samples)
         raw = splits[name].cast_column("image", datasets.Image(decode=False))
         splits[name] = raw.with_transform(decoders[name])
@@ -67,7 +73,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
 
 def skip_report(summary: ValidationSummary, decoders: dict) -> str | None:
     """One line for the end of the run: rows dropped up front plus images that failed during training."""
-    upfront = {name: len(split.bad_rows()) for name, split in summary.splits.items() if split.bad_rows()}
+    upfront = {name: split.num_bad() for name, split in summary.splits.items() if split.num_bad()}
     later = {name: decoder.skipped.value for name, decoder in decoders.items() if decoder.skipped.value}
     if not upfront and not later:
         return None

@@ -2,6 +2,10 @@
 
 Every source yields a ``DatasetDict`` whose splits have exactly two columns, ``image`` (decoded lazily to PIL)
 and ``text``, so nothing downstream cares where the data came from.
+
+A local split holds only the usable rows of its metadata; every bad line (invalid JSON, missing keys, non-string
+values, an image outside the split folder or missing, conflicting duplicates) is kept in its
+:class:`MetadataScan` and reported by the validator together with the image and text checks.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -19,8 +25,10 @@ from ..configs import DataArguments
 from .fonts import split_fonts
 from .stream import SyntheticLineStream, line_spec
 from .synthetic import RENDER_VERSION, LineFactory
+from .validate import Problem
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+logger = logging.getLogger("trocr_lail")
 
 
 def load_splits(args: DataArguments) -> datasets.DatasetDict:
@@ -28,12 +36,17 @@ def load_splits(args: DataArguments) -> datasets.DatasetDict:
     return datasets.DatasetDict({split: load_split(args, split) for split in splits})
 
 
+def source_problem(args: DataArguments) -> str | None:
+    chosen = [name for name in ("dataset_name", "data_dir", "synthetic") if getattr(args, name)]
+    if len(chosen) != 1:
+        return f"data source: set exactly one of dataset_name, data_dir, synthetic (got {', '.join(chosen) or 'none'})"
+    return None
+
+
 def load_split(args: DataArguments, split: str) -> datasets.Dataset:
     """One split of the configured source, truncated to max_train_samples (the train split) or max_eval_samples."""
-    chosen = [name for name, on in (("dataset_name", args.dataset_name), ("data_dir", args.data_dir),
-                                    ("synthetic", args.synthetic)) if on]
-    if len(chosen) != 1:
-        raise ValueError(f"Choose exactly one data source (dataset_name, data_dir or synthetic); got {chosen or 'none'}")
+    if problem := source_problem(args):
+        raise ValueError(problem)
     if args.synthetic:
         dataset = _synthetic_split(args, split)
     elif args.data_dir:
@@ -41,6 +54,11 @@ def load_split(args: DataArguments, split: str) -> datasets.Dataset:
     else:
         dataset = _hub_splits(args, [split])[split]
     if len(dataset) == 0:
+        scan = _scans.get((Path(args.data_dir) / split).resolve()) if args.data_dir else None
+        if scan is not None and scan.problems:
+            shown = "\n  ".join(str(problem) for problem in scan.problems[:10])
+            raise ValueError(f"Split '{split}' has no usable rows: all {len(scan.problems)} line(s) of {scan.path} "
+                             f"are bad:\n  {shown}")
         raise ValueError(f"Split '{split}' is empty.")
     if isinstance(dataset, SyntheticLineStream):
         return dataset
@@ -73,39 +91,153 @@ def _standard_columns(dataset: datasets.Dataset, image_column: str, text_column:
     return dataset.cast_column("image", datasets.Image())
 
 
-def read_metadata(folder: Path) -> list[dict]:
-    """Rows of ``metadata.jsonl`` / ``metadata.csv`` in ``folder``; errors name the file and row."""
+@dataclass
+class MetadataScan:
+    """A split folder's metadata, read once: usable rows ``(line, image path, text)`` and every bad line."""
+
+    path: Path
+    rows: list[tuple[int, str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+# The scan each local split was built from, by folder, so the validator reports the same rows and lines the
+# dataset holds (re-reading could see a file that changed in between).
+_scans: dict[Path, MetadataScan] = {}
+
+
+def metadata_path(folder: Path) -> Path:
     found = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
     if not found:
-        raise FileNotFoundError(f"{folder} has no {' or '.join(METADATA_FILES)}")
-    path = found[0]
+        raise FileNotFoundError(f"{folder} has no {' or '.join(METADATA_FILES)}; each split folder needs one "
+                                "(columns file_name and text)")
+    return found[0]
+
+
+def _records(path: Path):
+    """``(line, record or None, error)`` per non-blank row: JSONL one object a line, CSV with a header row; a
+    UTF-8 byte order mark (Excel, Notepad) is accepted in both. Line numbers are 1-based file lines."""
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-    else:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    for number, row in enumerate(rows, start=1):
-        missing = [key for key in ("file_name", "text") if key not in row]
-        if missing:
-            raise ValueError(f"{path}, row {number}: missing {missing}; each row needs file_name and text")
-    return rows
+        for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                yield number, None, f"not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8"
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, None, f"not valid JSON ({err.msg} at column {err.colno})"
+                continue
+            yield (number, record, None) if isinstance(record, dict) else \
+                (number, None, f"a JSON {type(record).__name__}, not an object with file_name and text")
+        return
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [key for key in ("file_name", "text") if key not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}, line 1: header {reader.fieldnames} lacks {missing}; the first row must name the "
+                         "columns file_name and text")
+    start = 2
+    for record in reader:  # line_num is the row's last line (quoted fields may span lines)
+        yield start, {k: v for k, v in record.items() if v is not None}, None
+        start = reader.line_num + 1
+
+
+def _row_problem(record: dict) -> str | None:
+    missing = [key for key in ("file_name", "text") if key not in record]
+    if missing:
+        return f"missing {missing}; each row needs file_name and text"
+    for key in ("file_name", "text"):
+        value = record[key]
+        if not isinstance(value, str):
+            return (f"{key} is {value!r} ({type(value).__name__}), not a string; write it in quotes"
+                    if value is not None else f"{key} is null; give a string")
+    if not record["file_name"].strip():
+        return "empty file_name"
+    return None
+
+
+def scan_metadata(folder: Path) -> MetadataScan:
+    """Read ``metadata.jsonl`` / ``metadata.csv`` of one split folder and collect every bad line: invalid JSON
+    or text encoding, missing keys, non-string values, an image outside the folder (``..``, an absolute path, a
+    symlink leading out), a missing image, and a file listed twice with different texts (all its lines)."""
+    path = metadata_path(folder)
+    scan, split, root = MetadataScan(path), folder.name, folder.resolve()
+    seen: dict[str, list[tuple[int, str]]] = {}
+
+    def bad(number: int, message: str, source: str | None = None) -> None:
+        scan.problems.append(Problem(split, None, source or str(path), message, line=number, metadata=str(path)))
+
+    for number, record, error in _records(path):
+        error = error or _row_problem(record)
+        if error:
+            bad(number, error)
+            continue
+        name = record["file_name"]
+        try:
+            image = (folder / name).resolve()  # follows symlinks: where the bytes really are
+            exists = image.is_file()
+        except (OSError, ValueError) as err:  # a NUL byte, a name too long for the file system, a symlink loop
+            bad(number, f"file_name {name!r} is not a usable path ({err})")
+            continue
+        if not image.is_relative_to(root):
+            bad(number, f"file_name {name!r} resolves to {image}, outside the split folder {root}; images must "
+                        "be inside it (no '..', absolute paths or symlinks leading out)", str(folder / name))
+        elif not exists:
+            bad(number, f"file_name {name!r}: no such file in {folder}; fix the name or restore the file",
+                str(folder / name))
+        else:
+            seen.setdefault(str(image), []).append((number, record["text"]))
+    for image, listed in seen.items():
+        texts = {text for _, text in listed}
+        if len(texts) > 1:
+            lines = ", ".join(str(number) for number, _ in listed)
+            for number, _ in listed:
+                bad(number, f"listed {len(listed)} times (lines {lines}) with different texts; keep one row per "
+                            "image", image)
+        else:
+            scan.rows += [(number, image, text) for number, text in listed]
+    scan.rows.sort()
+    scan.problems.sort(key=lambda problem: problem.line)
+    return scan
 
 
 def load_local_split(folder: Path) -> datasets.Dataset:
-    rows = read_metadata(folder)
-    paths = [folder / row["file_name"] for row in rows]
-    absent = [(n, str(p)) for n, p in enumerate(paths, start=1) if not p.is_file()]
-    if absent:
-        shown = "; ".join(f"row {n}: {p}" for n, p in absent[:5])
-        raise FileNotFoundError(f"{len(absent)} image(s) listed in {folder} metadata do not exist ({shown})")
-    dataset = datasets.Dataset.from_dict({"image": [str(p) for p in paths], "text": [r["text"] for r in rows]})
+    """The usable rows of ``folder``; its bad metadata lines are in :func:`metadata_scans` for the validator."""
+    scan = scan_metadata(folder)
+    _scans[folder.resolve()] = scan
+    features = datasets.Features({"image": datasets.Value("string"), "text": datasets.Value("string")})
+    dataset = datasets.Dataset.from_dict({"image": [image for _, image, _ in scan.rows],
+                                          "text": [text for _, _, text in scan.rows]}, features=features)
     return dataset.cast_column("image", datasets.Image())
+
+
+def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan]:
+    """The metadata scans behind the local ``splits`` (empty for Hub and synthetic data)."""
+    if not args.data_dir:
+        return {}
+    return {name: _scans.get((Path(args.data_dir) / name).resolve()) or scan_metadata(Path(args.data_dir) / name)
+            for name in splits}
+
+
+def require_clean_metadata(args: DataArguments, split: str) -> None:
+    """For commands that run no full validation (``evaluate``): bad metadata lines stop them, naming each, unless
+    ``skip_bad_samples`` (then they are left out and counted in a warning): a score over silently fewer lines
+    would not be the score of the split."""
+    scan = metadata_scans(args, [split]).get(split)
+    if scan is None or not scan.problems:
+        return
+    lines = len({problem.line for problem in scan.problems})
+    shown = "\n  ".join(str(problem) for problem in scan.problems[:10])
+    if not args.skip_bad_samples:
+        raise ValueError(f"{lines} bad line(s) in {scan.path}:\n  {shown}\nFix them, or set skip_bad_samples: "
+                         "true to leave them out (counted).")
+    logger.warning("Left out %d bad line(s) of %s (skip_bad_samples):\n  %s", lines, scan.path, shown)
 
 
 def _synthetic_split(args: DataArguments, split: str):

@@ -24,7 +24,7 @@ import random
 import numpy as np
 import torch
 
-from .augment import AUGMENTATIONS
+from .augment import LIGHT, Augment, augment_mode
 from .collator import presize_target
 from .pixels import PIXELS, SHAPE
 from .synthetic import LineFactory, LineSpec
@@ -33,16 +33,18 @@ from .synthetic import LineFactory, LineSpec
 class SyntheticLineStream(torch.utils.data.Dataset):
     """``num_samples`` synthetic lines (an epoch), rendered when indexed: ``{"image": PIL "L", "text", "index"}``.
 
-    ``augment`` adds one TrOCR-style distortion per line, drawn from the line's own seed, so resumed runs see
-    exactly the lines (and distortions) the uninterrupted run would have.
+    ``augment`` (a mode of ``data/augment.py``: none, light, da2) adds one distortion per line, drawn from the
+    line's own seed, so resumed runs see exactly the lines (and distortions) the uninterrupted run would have. DA2
+    needs the model input size: it applies once ``resize_for`` knows it.
     """
 
     in_order = True  # read by LineRecognitionTrainer._get_train_sampler
 
-    def __init__(self, spec: LineSpec, num_samples: int, augment: bool = False):
+    def __init__(self, spec: LineSpec, num_samples: int, augment="none"):
         if num_samples < 1:
             raise ValueError(f"a synthetic stream needs num_samples >= 1, not {num_samples}")
-        self.spec, self.num_samples, self.augment = spec, num_samples, augment
+        self.spec, self.num_samples, self.augment = spec, num_samples, augment_mode(augment)
+        self._da2 = None
         self._factory = LineFactory(spec)  # resolves fonts and text now, so a bad font or file fails at load time
         self.pixel_size, self.resample = None, None
 
@@ -53,6 +55,8 @@ class SyntheticLineStream(torch.utils.data.Dataset):
         size = presize_target(image_processor)
         if size is not None:
             self.pixel_size, self.resample = size, image_processor.resample
+            if self.augment == "da2":
+                self._da2 = Augment("da2", size=size)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -62,9 +66,11 @@ class SyntheticLineStream(torch.utils.data.Dataset):
             raise IndexError(f"synthetic stream index {index} outside [0, {self.num_samples})")
         row = self._factory(index)
         image = row["image"]
-        if self.augment:
-            rng = random.Random(f"augment/{self.spec.seed}/{self.spec.split}/{index}")
-            image = rng.choice(AUGMENTATIONS)(image, rng)
+        rng = random.Random(f"augment/{self.spec.seed}/{self.spec.split}/{index}")
+        if self.augment == "light":
+            image = rng.choice(LIGHT)(image, rng)
+        elif self._da2 is not None:
+            image = self._da2.da2(image, rng)
         if self.pixel_size is None:
             return {"image": image, "text": row["text"], "index": index}
         grey = np.asarray(image.convert("L").resize(self.pixel_size, resample=self.resample))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from .images import BadImage, describe, open_image, to_rgb
+from .images import BadImage, describe, frame_count, open_image, to_rgb
 
 SHOWN_PROBLEMS = 10
 
@@ -27,12 +27,17 @@ SHOWN_PROBLEMS = 10
 @dataclass
 class Problem:
     split: str
-    row: int  # 0-based index into the split
-    source: str  # the image file, or "embedded image bytes"
+    row: int | None  # 0-based index into the loaded split; None: a metadata line that never became a row
+    source: str  # the image file, "embedded image bytes", or the metadata file
     message: str
+    line: int | None = None  # 1-based line of the local metadata file the row comes from
+    metadata: str | None = None  # ... that file
 
     def __str__(self) -> str:
-        return f"{self.split} row {self.row} ({self.source}): {self.message}"
+        # 1-based everywhere: the metadata line a user opens in an editor, else the row's position in the split.
+        where = f"{self.metadata} line {self.line}" if self.line else f"{self.split} row {self.row + 1}"
+        source = f" ({self.source})" if self.source and self.source != self.metadata else ""
+        return f"{where}{source}: {self.message}"
 
 
 @dataclass
@@ -46,9 +51,15 @@ class SplitSummary:
     min_size: tuple[int, int] | None = None  # (width, height) of the narrowest image
     max_size: tuple[int, int] | None = None  # ... and of the widest
     images_checked: bool = True
+    multi_frame: int = 0  # animated / multi-page images: only their first frame is read
 
     def bad_rows(self) -> list[int]:
-        return sorted({problem.row for problem in self.problems})
+        """0-based indices of bad rows in the loaded split (bad metadata lines never became rows)."""
+        return sorted({problem.row for problem in self.problems if problem.row is not None})
+
+    def num_bad(self) -> int:
+        """Bad rows plus bad metadata lines that were left out of the split."""
+        return len(self.bad_rows()) + len({p.line for p in self.problems if p.row is None})
 
 
 @dataclass
@@ -61,14 +72,16 @@ class ValidationSummary:
         return [problem for split in self.splits.values() for problem in split.problems]
 
     def num_bad_rows(self) -> int:
-        return sum(len(split.bad_rows()) for split in self.splits.values())
+        return sum(split.num_bad() for split in self.splits.values())
 
     def format(self) -> str:
         lines = []
         for s in self.splits.values():
             images = (f"modes {dict(s.modes)}, sizes {s.min_size}..{s.max_size} (w x h)" if s.images_checked
                       else "images not checked")
-            lines.append(f"{s.name}: {s.rows} rows, {len(s.bad_rows())} bad; {images}; longest target {s.longest} "
+            if s.multi_frame:
+                images += f", {s.multi_frame} animated/multi-page (first frame used)"
+            lines.append(f"{s.name}: {s.rows} rows, {s.num_bad()} bad; {images}; longest target {s.longest} "
                          f"tokens, {s.truncated} over max_target_length={self.max_target_length} (truncated)")
         problems = self.problems
         lines += [f"  {problem}" for problem in problems[:SHOWN_PROBLEMS]]
@@ -101,11 +114,14 @@ def unencodable_chars(tokenizer, texts) -> set[str]:
 
 
 def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int, name: str = "train",
-                   check_images: bool = True) -> SplitSummary:
+                   check_images: bool = True, scan=None) -> SplitSummary:
+    """Check every row of ``dataset``. ``scan`` (``sources.MetadataScan`` of a local folder) adds its bad
+    metadata lines to the report and names each row by its metadata line."""
     summary = SplitSummary(name=name, rows=len(dataset), images_checked=check_images)
     texts = list(dataset["text"])
     raw = dataset.cast_column("image", datasets.Image(decode=False)) if check_images else None
-    sources = [describe(value) for value in raw["image"]] if raw is not None else [f"row {i}" for i in range(len(texts))]
+    sources = ([describe(value) for value in raw["image"]] if raw is not None
+               else [""] * len(texts))
     good_texts = []
     for row, text in enumerate(texts):
         if not isinstance(text, str):
@@ -114,13 +130,15 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             summary.problems.append(Problem(name, row, sources[row], "empty or whitespace-only transcription"))
         else:
             good_texts.append((row, text))
-    unknown = unencodable_chars(tokenizer, [text for _, text in good_texts])
+    # No tokenizer (`trocr-lail validate DIR` without --model): the image and text checks only.
+    unknown = unencodable_chars(tokenizer, [text for _, text in good_texts]) if tokenizer is not None else set()
     for row, text in good_texts:
         bad = sorted(set(text) & unknown)
         if bad:
             summary.problems.append(Problem(name, row, sources[row], f"characters the tokenizer cannot encode: "
                                             f"{''.join(bad)!r}; replace them or use a tokenizer that covers them"))
-    encoded = tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"] if good_texts else []
+    encoded = (tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"]
+               if good_texts and tokenizer is not None else [])
     lengths = [len(tokens) + 1 for tokens in encoded]  # + EOS, as the collator builds targets
     summary.longest = max(lengths, default=0)
     summary.truncated = sum(length > max_target_length for length in lengths)
@@ -129,6 +147,7 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             try:
                 image = open_image(value)
                 summary.modes[image.mode] += 1
+                summary.multi_frame += frame_count(image) > 1
                 to_rgb(image)
             except BadImage as err:
                 summary.problems.append(Problem(name, row, sources[row], str(err).removeprefix(sources[row] + ": ")))
@@ -136,13 +155,21 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             size = image.size
             summary.min_size = size if summary.min_size is None or size[0] < summary.min_size[0] else summary.min_size
             summary.max_size = size if summary.max_size is None or size[0] > summary.max_size[0] else summary.max_size
-    summary.problems.sort(key=lambda problem: problem.row)
+    if scan is not None:
+        lines = [line for line, _, _ in scan.rows]
+        for problem in summary.problems:
+            problem.line, problem.metadata = lines[problem.row], str(scan.path)
+        summary.problems += scan.problems
+        summary.rows += len({problem.line for problem in scan.problems})
+    summary.problems.sort(key=lambda problem: problem.line or (problem.row + 1))
     return summary
 
 
 def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: int,
-                    check_images: bool = True) -> ValidationSummary:
-    return ValidationSummary({name: validate_split(dataset, tokenizer, max_target_length, name, check_images)
+                    check_images: bool = True, scans: dict | None = None) -> ValidationSummary:
+    scans = scans or {}
+    return ValidationSummary({name: validate_split(dataset, tokenizer, max_target_length, name, check_images,
+                                                   scans.get(name))
                               for name, dataset in splits.items()}, max_target_length)
 
 
@@ -157,14 +184,19 @@ def run(args: argparse.Namespace) -> int:
     """Load the recipe's splits and tokenizer, print the summary; exit status 1 if any row is bad."""
     from ..loading import load_processor
     from ..run import parse_args
-    from .sources import load_splits
+    from .sources import load_splits, metadata_scans
 
     model_args, data_args, *_ = parse_args(["--config", args.config, *getattr(args, "overrides", [])])
     processor = load_processor(model_args)
     splits = load_splits(data_args)
     summary = validate_splits(splits, processor.tokenizer, model_args.max_target_length,
-                              check_images=data_args.validate_images)
-    print(summary.format())
+                              check_images=data_args.validate_images, scans=metadata_scans(data_args, splits))
+    return report(summary)
+
+
+def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
+    """Print the summary; 1 if any row is bad, else 0."""
+    print(summary.format() + (f"\n{tokenizer_note}" if tokenizer_note else ""))
     if summary.problems:
         print(f"\n{summary.num_bad_rows()} bad row(s). Fix or remove them, or set skip_bad_samples: true.")
         return 1
@@ -180,4 +212,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run_script
+
+    sys.exit(run_script("python -m trocr_lail.data.validate", main))

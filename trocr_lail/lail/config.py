@@ -81,6 +81,20 @@ class LailArguments:
         return {k: v for k, v in asdict(self).items() if k in keys}
 
 
+def normalise_layers(layers, num_encoder_layers: int) -> list[int]:
+    """Tapped layers as non-negative indices into ``hidden_states``, which has ``num_encoder_layers + 1`` entries
+    (0 = embeddings, ``num_encoder_layers`` = last layer; negatives count from the end, -1 = last). An index
+    outside that range is an error: wrapping it around would tap a layer nobody asked for."""
+    count = num_encoder_layers + 1
+    normalised = []
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -count <= layer < count:
+            raise ValueError(f"lail_layers: {layer!r} is out of range for a {num_encoder_layers}-layer encoder; "
+                             f"allowed are {-count}..{num_encoder_layers} (0 = embeddings, -1 = last layer)")
+        normalised.append(layer % count)
+    return normalised
+
+
 def alpha_at(args: LailArguments, step: int, max_steps: int) -> float:
     """The LAIL weight alpha(t) at optimizer step ``step`` (0-based) of ``max_steps``."""
     alpha = args.lail_alpha

@@ -6,19 +6,20 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..availability import hub_resource
+from ..loading import note_pickle_weights, weights_kwargs
 from .config import LailArguments
 from .smollm2 import smollm2_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_frozen_llm(args: LailArguments, trust_remote_code: bool = False, allow_pickle_weights: bool = False):
-    """Return ``(llm, tokenizer)``: weights frozen, eval mode, safetensors unless ``allow_pickle_weights``."""
+def load_frozen_llm(args: LailArguments, trust_remote_code: bool = False, strict_safetensors: bool = False):
+    """Return ``(llm, tokenizer)``: weights frozen, eval mode, loaded weights-only (safetensors only if strict)."""
     if args.lail_llm_dtype not in DTYPES:
         raise ValueError(f"lail_llm_dtype must be one of {sorted(DTYPES)}")
     path = str(smollm2_dir()) if args.lail_llm == "smollm2" else args.lail_llm
     kwargs = {"dtype": DTYPES[args.lail_llm_dtype], "trust_remote_code": trust_remote_code,
-              "use_safetensors": None if allow_pickle_weights else True}
+              **weights_kwargs(strict_safetensors)}
     if args.lail_llm_4bit:
         if not torch.cuda.is_available():
             raise ValueError("lail_llm_4bit needs a CUDA GPU and bitsandbytes")
@@ -27,6 +28,7 @@ def load_frozen_llm(args: LailArguments, trust_remote_code: bool = False, allow_
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True,
                                                            bnb_4bit_compute_dtype=DTYPES[args.lail_llm_dtype])
     with hub_resource("LAIL language model", path, "lail_llm"):
+        note_pickle_weights(path, strict=strict_safetensors)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         llm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     llm.requires_grad_(False)

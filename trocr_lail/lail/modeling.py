@@ -22,6 +22,7 @@ from torch import nn
 from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
 from ..ctc import CtcSeq2SeqLMOutput, CtcVisionEncoderDecoderModel
+from .config import normalise_layers
 from .connectors import build_connector
 
 
@@ -41,8 +42,7 @@ class LailVisionEncoderDecoderModel(CtcVisionEncoderDecoderModel):
         lail = getattr(config, "lail", None)
         if not lail:
             raise ValueError("config.lail is missing: build with LailVisionEncoderDecoderModel.from_plain")
-        num_layers = config.encoder.num_hidden_layers
-        self.lail_layers = [layer % (num_layers + 1) for layer in lail["lail_layers"]]  # hidden_states has L+1
+        self.lail_layers = normalise_layers(lail["lail_layers"], config.encoder.num_hidden_layers)
         options = {"activation": lail["lail_connector_activation"], "hidden_dim": lail["lail_connector_hidden_dim"],
                    "num_blocks": lail["lail_downsample_blocks"], "num_queries": lail["lail_qformer_queries"],
                    "num_heads": lail["lail_qformer_heads"]}

@@ -21,6 +21,9 @@ class LailTrainer(LineRecognitionTrainer):
         super().__init__(*args, **kwargs)
         self.lail_args = lail_args
         self.layer_weights = torch.tensor(lail_args.layer_weights())
+        # The indices actually tapped (normalised by the model), so `lail_loss_layer_2` names hidden_states[2].
+        self.tapped_layers = list(getattr(self.accelerator.unwrap_model(self.model), "lail_layers",
+                                          lail_args.lail_layers))
         llm = getattr(self.model, "llm", None)
         if llm is not None:  # after super().__init__: the accelerator (and its DeepSpeed config) exists only now
             self.model.attach_llm(prepare_llm_for_deepspeed(llm, self.accelerator), self.model.llm_checkpointing)
@@ -47,7 +50,7 @@ class LailTrainer(LineRecognitionTrainer):
             s2s = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)  # + CTC if enabled
         lail_losses = getattr(outputs, "lail_losses", None)
         taps = {} if lail_losses is None else {f"lail_layer_{layer}": value
-                                                for layer, value in zip(self.lail_args.lail_layers, lail_losses)}
+                                                for layer, value in zip(self.tapped_layers, lail_losses)}
         self.check_finite(model, s2s=s2s, **taps)
         alpha = self.alpha()
         loss = s2s if s2s is not None else 0.0
@@ -85,7 +88,7 @@ class LailTrainer(LineRecognitionTrainer):
         # s2s_loss (and ctc_loss) are recorded by LineRecognitionTrainer.recognition_loss.
         if lail_losses is not None:
             values = lail_losses.detach().float().cpu()
-            for layer, value in zip(self.lail_args.lail_layers, values):
+            for layer, value in zip(self.tapped_layers, values):
                 self.record(f"lail_loss_layer_{layer}", value.item(), mode)
             self.record("lail_loss", (self.layer_weights * values).sum().item(), mode)
         self.record("lail_alpha", alpha, mode)

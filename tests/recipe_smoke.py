@@ -1,0 +1,86 @@
+"""Run a shipped recipe for a few optimizer steps on CPU, changing only what a CPU machine without a hub needs:
+the model (the recipe's real shape built from config, or tiny), the data (a small local folder), the LLM (SmolLM2),
+fp16/bf16 off, small batches. Everything else (report_to, evaluation/save strategy, early stopping, beams, PEFT, LAIL
+options) runs as shipped."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from PIL import Image, ImageDraw
+
+LINES = ("A MOVE to stop Mr. Gaitskell", "from nominating any more Labour", "life Peers is to be made",
+         "at a meeting of Labour", "M Ps tomorrow.")
+
+SIZE_RE = re.compile(r"microsoft/trocr-(small|base|large)")
+
+
+def ends_lines_at_once(model):
+    """Random weights that end every line at its first token. A random decoder never writes EOS, so the recipes'
+    beam 10 x 200-token evaluation would spend minutes per line on CPU for no extra coverage. The last decoder
+    layer's post-layer-norm outputs (nearly) the constant 1, which the EOS row of the output projection favours;
+    gradients still reach every weight (scaled by the small norm gain). Beams, lengths and the loop run as shipped."""
+    import torch
+
+    decoder = model.decoder
+    norm = decoder.model.decoder.layers[-1].final_layer_norm
+    with torch.no_grad():
+        norm.weight.fill_(1e-3)
+        norm.bias.fill_(1.0)
+        decoder.output_projection.weight[model.config.decoder.eos_token_id] = 1.0
+    return model
+
+
+def write_line_folder(root: Path, rows_per_split: dict[str, int]) -> Path:
+    """``root/<split>/`` with printed line images and ``metadata.jsonl``: the local-folder layout recipes read."""
+    for split, count in rows_per_split.items():
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(count):
+            text = LINES[i % len(LINES)]
+            image = Image.new("L", (12 * len(text) + 20, 40), 255)
+            ImageDraw.Draw(image).text((10, 12), text, fill=0)
+            image.save(folder / f"{i}.png")
+            rows.append({"file_name": f"{i}.png", "text": text})
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def smoke_shape(recipe: dict) -> str:
+    """The model a recipe's smoke run uses: its published shape from config, or tiny for tiny recipes."""
+    name = str(recipe.get("model_name_or_path", "tiny"))
+    if name == "tiny" or name.startswith("config:"):
+        return name
+    match = SIZE_RE.search(name)
+    if not match:
+        raise ValueError(f"no config shape known for model_name_or_path {name}")
+    return f"config:trocr-{match.group(1)}"
+
+
+def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int = 2) -> dict:
+    """The recipe with the smoke-run substitutions; steps are optimizer steps (one micro-batch each)."""
+    recipe = yaml.safe_load(recipe_path.read_text())
+    for key in ("dataset_name", "dataset_config_name", "synthetic", "synthetic_train_samples",
+                "synthetic_eval_samples", "corpus_file", "max_train_samples", "max_eval_samples"):
+        recipe.pop(key, None)
+    recipe.update(model_name_or_path=smoke_shape(recipe), data_dir=str(data_dir), output_dir=str(output_dir),
+                  fp16=False, bf16=False, use_cpu=True, max_steps=steps, per_device_train_batch_size=1,
+                  per_device_eval_batch_size=1, gradient_accumulation_steps=1, push_to_hub=False)
+    if recipe.get("lail"):
+        recipe.update(lail_llm="smollm2", lail_llm_dtype="float32", lail_llm_4bit=False)
+    return recipe
+
+
+if __name__ == "__main__":  # python tests/recipe_smoke.py RECIPE.yaml: one smoke run in its own process
+    import sys
+
+    import trocr_lail.loading
+    from trocr_lail.run import main
+    from trocr_lail.shapes import build_model
+
+    trocr_lail.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
+    main(["--config", sys.argv[1]])
