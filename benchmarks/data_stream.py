@@ -22,7 +22,7 @@ from trocr_lail.data.synthetic import LineSpec
 from trocr_lail.tiny import build_tiny_processor
 
 # A documented estimate, not a measurement (no GPU here): see benchmarks/README.md section 5 for the derivation.
-TROCR_BASE_GPU_LINES_PER_S = 290.0
+TROCR_BASE_GPU_LINES_PER_S = 292.0
 TARGET = 5.0
 
 
