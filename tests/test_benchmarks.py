@@ -46,3 +46,12 @@ def test_flop_count_matches_hand_arithmetic():
     rows = {label: ratio for label, *_, ratio in flops.main([])}
     assert rows["earlier trocr-large/lail.yaml: linear, taps [6,12,18,24]"] > 8  # the issue's ~11x (LLM weight grads counted)
     assert rows["trocr-large/lail.yaml: downsample x16, taps [12, 24]"] <= 1.5
+
+
+def test_data_stream_reports_both_inputs_and_the_worker_count(capsys):
+    import data_stream
+
+    rates = data_stream.main(["--lines", "8", "--batch", "4"])
+    assert len(rates) == 2 and all(rate > 0 for rate in rates.values())
+    table = capsys.readouterr().out
+    assert "384x384" in table and "32x384 (quickstart)" in table and table.count("\n| ") == 2  # two rows after the header

@@ -3,7 +3,9 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from trocr_lail.cli import SUBCOMMANDS, main
 from trocr_lail.data.synthetic import generate
@@ -30,7 +32,7 @@ def image_dir(tmp_path_factory):
 
 
 def test_subcommands_registered_in_one_place():
-    assert list(SUBCOMMANDS) == ["predict", "evaluate", "export", "validate", "push"]
+    assert list(SUBCOMMANDS) == ["predict", "evaluate", "export", "validate", "push", "render"]
 
 
 def test_predict_prints_texts(exported, image_dir, capsys):
@@ -99,6 +101,15 @@ def test_export_lail_checkpoint_to_plain(tiny_processor, tmp_path, capsys):
 def test_unknown_flag_is_an_error(exported):
     with pytest.raises(SystemExit, match="--bogus"):
         main(["predict", str(exported), "x.png", "--bogus"])
+
+
+def test_render_writes_a_contact_sheet_of_the_split(tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    assert main(["render", "--sheet", str(sheet), "--split", "test", "--lines", "3", "--seed", "2"]) == 0
+    image = Image.open(sheet)
+    assert image.height == 3 * (64 + 16 + 8) + 8 and image.width > 1000
+    assert np.asarray(image.convert("L")).min() < 100  # ink, not a blank page
+    assert "wrote 3 test lines (seed 2)" in capsys.readouterr().out
 
 
 def test_evaluate_released_line_on_a_bin_only_checkpoint(tmp_path, capsys, caplog):

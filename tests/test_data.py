@@ -1,4 +1,6 @@
 import json
+import shutil
+import statistics
 
 import numpy as np
 import pytest
@@ -8,26 +10,32 @@ from PIL import Image
 from trocr_lail.configs import DataArguments
 from trocr_lail.data.augment import Augment
 from trocr_lail.data.collator import LineCollator
-from trocr_lail.data.corpus import load_lines, strip_gutenberg_boilerplate, text_lines
-from trocr_lail.data.fonts import TEST_FONTS, TRAIN_FONTS, VALIDATION_FONTS, font_files
+from trocr_lail.data.corpus import layout, load_lines, sentences, strip_gutenberg_boilerplate
+from trocr_lail.data.fonts import PRINTED_FONTS, TEST_FONTS, TRAIN_FONTS, VALIDATION_FONTS, font_files
 from trocr_lail.data.sources import load_splits, metadata_scans
-from trocr_lail.data.synthetic import _split_lines, generate
+from trocr_lail.data.synthetic import generate
 
 
-def test_corpus_is_real_english_in_line_sized_chunks():
+def test_corpus_lines_have_iam_like_lengths_and_are_real_english():
     lines = load_lines()
-    assert len(lines) > 5000
-    assert all(12 <= len(line) <= 48 for line in lines)
+    assert len(lines) > 10000
+    lengths = [len(line) for line in lines]
+    # IAM lines: 1 to ~90 characters, mean about 43 (issue 11).
+    assert max(lengths) <= 90 and min(lengths) < 10
+    assert 41 <= statistics.mean(lengths) <= 46
+    assert sum(length >= 70 for length in lengths) > 200  # long lines exist, not just the 12-48 of before
     words = " ".join(lines).lower().split()
     for common in ("the", "and", "was", "that"):  # real prose, not lorem ipsum
         assert words.count(common) > 200
     assert not any("gutenberg" in line.lower() for line in lines[20:])  # licence boilerplate removed
 
 
-def test_text_lines_breaks_only_at_spaces():
-    lines = text_lines("one two three four five six seven eight nine ten", min_chars=5, max_chars=12)
-    assert " ".join(lines) == "one two three four five six seven eight nine ten"
-    assert all(len(line) <= 12 for line in lines)
+def test_layout_breaks_only_at_spaces_and_keeps_whole_sentences():
+    text = "One two three. Four five six seven eight! Nine ten eleven twelve? Thirteen."
+    assert sentences(text) == ["One two three.", "Four five six seven eight!", "Nine ten eleven twelve?", "Thirteen."]
+    lines = layout(sentences(text), width=12, max_chars=90)
+    assert " ".join(lines) == text
+    assert all(len(line) <= 12 or " " not in line for line in lines)
 
 
 def test_strip_boilerplate():
@@ -36,18 +44,38 @@ def test_strip_boilerplate():
 
 
 def test_font_split_is_disjoint_and_installed():
-    assert not set(TRAIN_FONTS) & set(TEST_FONTS)
-    assert not set(TRAIN_FONTS) & set(VALIDATION_FONTS)
+    assert not set(TRAIN_FONTS + PRINTED_FONTS) & set(TEST_FONTS)
+    assert not set(TRAIN_FONTS + PRINTED_FONTS) & set(VALIDATION_FONTS)
     assert not set(VALIDATION_FONTS) & set(TEST_FONTS)
-    for name in TRAIN_FONTS + VALIDATION_FONTS + TEST_FONTS:
+    for name in TRAIN_FONTS + PRINTED_FONTS + VALIDATION_FONTS + TEST_FONTS:
         assert font_files(name)
 
 
 def test_synthetic_text_splits_are_disjoint():
-    lines = list(range(100))
-    train, val, test = (set(_split_lines(lines, s)) for s in ("train", "validation", "test"))
-    assert not (train & val or train & test or val & test)
-    assert len(train | val | test) == 100
+    texts = {split: set(load_lines(split=split)) for split in ("train", "validation", "test")}
+    assert len(texts["validation"]) > 1000 and len(texts["test"]) > 1000
+    # Split by paragraph: no test sentence-run is in training (short tails like "he said." may coincide).
+    long = {split: {t for t in lines if len(t) > 30} for split, lines in texts.items()}
+    assert not (long["train"] & long["test"] or long["train"] & long["validation"])
+
+
+def test_user_text_files_and_font_folder(tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_text(" ".join(f"Zebra number {i} quietly jumps over the fence." for i in range(400)), encoding="utf-8")
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    shutil.copy(font_files("caveat")[0], fonts / "MyHand.ttf")
+    rows = list(generate("train", 40, seed=0, text_sources=(None, str(text)), font_dir=str(fonts),
+                         printed_share=0.0))
+    assert 5 < sum("Zebra" in row["text"] for row in rows) < 35  # both sources are drawn from
+    assert "MyHand" in {row["font"] for row in rows}
+    assert "MyHand" not in {row["font"] for row in generate("test", 20, seed=0, font_dir=str(fonts))}
+    shutil.copy(font_files(TEST_FONTS[0])[0], fonts)
+    with pytest.raises(ValueError, match="held-out"):
+        next(generate("train", 1, font_dir=str(fonts)))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    with pytest.raises(ValueError, match="latin1.txt: not UTF-8"):
+        next(generate("train", 1, text_sources=(str(tmp_path / "latin1.txt"),)))
 
 
 def test_synthetic_is_deterministic_by_seed_and_uses_only_split_fonts():
@@ -59,6 +87,13 @@ def test_synthetic_is_deterministic_by_seed_and_uses_only_split_fonts():
     assert [r["text"] for r in first] != [r["text"] for r in other]
     assert {r["font"] for r in first} <= set(TEST_FONTS)
     assert all(r["image"].mode == "RGB" and r["image"].height > 20 for r in first)
+
+
+def test_printed_share_is_honoured_on_training_lines_only():
+    train = [r["font"] for r in generate("train", 300, seed=0, printed_share=0.2, font_size=36)]
+    share = sum(font in PRINTED_FONTS for font in train) / len(train)
+    assert 0.13 < share < 0.27
+    assert not {r["font"] for r in generate("validation", 30, seed=0, printed_share=0.5)} & set(PRINTED_FONTS)
 
 
 def test_synthetic_source_has_all_splits(tmp_path, monkeypatch):

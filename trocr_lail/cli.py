@@ -47,6 +47,7 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
     from .inference import collect_image_paths, load_image
+    from .ranges import warn_inputs
 
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")
@@ -68,6 +69,7 @@ def run_predict(args) -> int:
               file=sys.stderr)
         return 1
     reader = _reader(args)
+    warn_inputs(reader.model.config, readable, names=readable)
     texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
                         max_length=args.max_length)
     rows = [{"file": str(path), "text": text} for path, text in zip(readable, texts)]
@@ -266,12 +268,20 @@ def run_validate(args, extra: list[str]) -> int:
                            "(no --model: tokenizer coverage and target lengths not checked)")
 
 
+def add_render(parser: argparse.ArgumentParser) -> None:
+    from .data.sheet import add_arguments, run
+
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS = {
     "predict": (add_predict, "Read text lines from images (files, folders, globs) -> stdout, JSONL or CSV."),
     "evaluate": (add_evaluate, "CER/WER of a model on a dataset split, with a Markdown + HTML report."),
     "export": (add_export, "Training checkpoint -> plain VisionEncoderDecoder model dir."),
     "validate": (add_validate, "Check a data folder or a recipe's dataset (images, text, tokenizer, lengths); exit 1 if bad."),
     "push": (add_push, "Push an exported model, its card and the lail/ sidecar to the Hub (private by default)."),
+    "render": (add_render, "Contact sheet of the synthetic lines a recipe renders (--sheet out.png)."),
 }
 
 

@@ -66,6 +66,21 @@ class DataArguments:
     synthetic_min_aspect: float = field(
         default=12.0, metadata={"help": "synthetic: pad short lines on the right to this width/height ratio, so "
                                         "characters keep a similar scale after resizing (match the model input)."})
+    synthetic_stream: bool = field(
+        default=False, metadata={"help": "synthetic: render the training split on the fly in the DataLoader workers "
+                                         "(nothing stored; synthetic_train_samples lines per epoch, read in index "
+                                         "order; exact resume). Validation/test stay rendered once and cached."})
+    synthetic_text_files: list[str] = field(
+        default_factory=list, metadata={"help": "synthetic: more UTF-8 text files to take lines from, mixed with "
+                                                "corpus_file / the bundled prose (each source equally likely)."})
+    synthetic_font_dir: str | None = field(
+        default=None, metadata={"help": "synthetic: folder of extra TTF/OTF training fonts (searched recursively; "
+                                        "never used for validation/test)."})
+    synthetic_printed_share: float = field(
+        default=0.1, metadata={"help": "synthetic: share of training lines in printed fonts (0 = handwriting only)."})
+    synthetic_max_chars: int = field(
+        default=90, metadata={"help": "synthetic: longest line in characters (sentences are laid out at IAM-like "
+                                      "widths and broken at spaces; mean about 43)."})
     corpus_file: str | None = field(
         default=None, metadata={"help": "synthetic: plain-text file to take lines from (default: Botchan, Project "
                                         "Gutenberg #8868, from the sentencepiece sdist)."})

@@ -13,6 +13,7 @@ from .configs import DataArguments
 from .data.sources import load_split, require_clean_metadata
 from .inference import LineReader
 from .metrics import cer, wer
+from .ranges import warn_inputs
 from .report import write_report
 
 
@@ -33,6 +34,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
     # Undecoded: the reader decodes through the training loader (same size, 16-bit and frame rules).
     images = list(dataset.cast_column("image", datasets.Image(decode=False))["image"])
     references = list(dataset["text"])
+    warn_inputs(reader.model.config, images, references)
     start = time.perf_counter()
     predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
     seconds = time.perf_counter() - start

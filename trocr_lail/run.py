@@ -28,6 +28,7 @@ from .parser import RecipeParser
 from .plots import plot_training
 from .preflight import check_loaded_model, check_settings
 from .test_sets import evaluate_test_sets
+from .ranges import record as record_training_ranges
 
 logger = logging.getLogger("trocr_lail")
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = add_degraded_splits(load_splits(data_args), data_args)
+    record_training_ranges(model.config, splits[data_args.train_split])  # kept in the export: predict warns
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
                                                     data_args, is_main=training_args.process_index == 0,
                                                     image_processor=processor.image_processor)

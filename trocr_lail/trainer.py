@@ -49,6 +49,14 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         if self.ctc_weight and getattr(self.accelerator.unwrap_model(self.model), "ctc_head", None) is None:
             raise ValueError("ctc_weight > 0 needs a model with a CTC head (CtcVisionEncoderDecoderModel.from_plain)")
 
+    def _get_train_sampler(self, *args, **kwargs):
+        # A synthetic stream's items are random draws already: read in order, it needs no epoch-sized permutation
+        # in memory, and resume continues at the next line (data/stream.py).
+        dataset = args[0] if args else kwargs.get("train_dataset") or self.train_dataset
+        if getattr(dataset, "in_order", False):
+            return torch.utils.data.SequentialSampler(dataset)
+        return super()._get_train_sampler(*args, **kwargs)
+
     @property
     def ctc_weight(self) -> float:
         return getattr(self.args, "ctc_weight", 0.0) or 0.0

@@ -1,4 +1,9 @@
-"""Real English text for synthetic lines.
+"""Real English text for synthetic lines, laid out like handwritten pages.
+
+Text sources are the bundled prose below plus any user text files. Each source is cut into sentences, the
+sentences are grouped into paragraphs, and every paragraph is laid out at its own page width, so lines are whole
+sentence runs broken at spaces, and a paragraph's last line is as short as it happens to be: IAM's mix of full
+lines around 40-60 characters and short ones down to a single word.
 
 The LAIL loss scores transcriptions with a language model, so synthetic labels must be real language, not lorem
 ipsum. Offline and license-clean, we use *Botchan* (Project Gutenberg eBook #8868, public domain), which the
@@ -8,11 +13,13 @@ sentencepiece source distribution on PyPI ships as ``test/botchan.txt``; sentenc
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 SENTENCEPIECE_SDIST = "sentencepiece==0.2.3"
@@ -60,34 +67,84 @@ def strip_gutenberg_boilerplate(text: str) -> str:
     return body.split("End of Project Gutenberg")[0]
 
 
-def text_lines(text: str, min_chars: int = 12, max_chars: int = 48) -> list[str]:
-    """Re-flow prose into handwriting-line-sized chunks, breaking only at spaces.
+SPLIT_RULE = {"train": lambda i: i % 10 not in (3, 7), "validation": lambda i: i % 10 == 3,
+              "test": lambda i: i % 10 == 7}
+# Page widths in characters, per paragraph: a normal spread around 53 gives line lengths with a mean near IAM's 43
+# (paragraph tails pull it down; measured in tests/test_data.py).
+WIDTH_MEAN, WIDTH_SD, WIDTH_MIN = 53.0, 12.0, 16
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z0-9])")
 
-    Lines are packed greedily up to a target length that cycles through [min_chars, max_chars] so the line
-    length distribution is spread out, like IAM's; chunks shorter than ``min_chars`` are dropped.
-    """
-    words = re.sub(r"\s+", " ", text).strip().split(" ")
-    span = max_chars - min_chars + 1
-    lines, current, target = [], "", max_chars
-    for word in words:
-        candidate = f"{current} {word}" if current else word
-        if len(candidate) <= target:
+
+def sentences(text: str) -> list[str]:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
+
+
+def paragraphs(text: str, seed: int = 0) -> list[list[str]]:
+    """Sentences grouped 1-6 at a time (a fixed, seeded grouping: the split by paragraph must never move)."""
+    rng, items, result = random.Random(seed), sentences(text), []
+    while items:
+        size = rng.randint(1, 6)
+        result.append(items[:size])
+        items = items[size:]
+    return result
+
+
+def layout(paragraph: list[str], width: int, max_chars: int) -> list[str]:
+    """Greedy line breaking at spaces to ``width`` characters; a single word longer than ``max_chars`` is dropped."""
+    lines, current = [], ""
+    for word in " ".join(paragraph).split(" "):
+        if len(word) > max_chars:
+            word = ""
+        candidate = f"{current} {word}".strip()
+        if len(candidate) <= width or not current:
             current = candidate
-            continue
-        if len(current) >= min_chars:
+        else:
             lines.append(current)
-            target = min_chars + (len(lines) * 7919) % span  # cheap deterministic spread of lengths
-        current = word if len(word) <= max_chars else ""
-    if len(current) >= min_chars:
+            current = word
+    if current:
         lines.append(current)
+    return [line for line in lines if len(line) <= max_chars]
+
+
+def text_lines(text: str, split: str = "train", max_chars: int = 90, passes: int = 3, seed: int = 0) -> list[str]:
+    """The lines of ``split``'s paragraphs (every 10th paragraph to validation, the next to test: disjoint text),
+    laid out ``passes`` times at different page widths so the same prose is broken in several ways."""
+    if split not in SPLIT_RULE:
+        raise ValueError(f"Unknown synthetic split '{split}': use train, validation or test")
+    kept = [p for i, p in enumerate(paragraphs(text, seed)) if SPLIT_RULE[split](i)]
+    rng, lines = random.Random(f"layout/{seed}"), []
+    for _ in range(passes):
+        for paragraph in kept:
+            width = int(min(max_chars, max(WIDTH_MIN, rng.gauss(WIDTH_MEAN, WIDTH_SD))))
+            lines.extend(layout(paragraph, width, max_chars))
     return lines
 
 
-def load_lines(corpus_file: str | None = None, min_chars: int = 12, max_chars: int = 48) -> list[str]:
-    path = Path(corpus_file) if corpus_file else corpus_path()
+def read_source(source: str | None) -> str:
+    """Text of one source: ``None`` is the bundled prose, anything else a UTF-8 text file."""
+    path = Path(source) if source else corpus_path()
     if not path.is_file():
-        raise FileNotFoundError(f"corpus_file {path} does not exist.")
-    lines = text_lines(path.read_text(encoding="utf-8"), min_chars, max_chars)
-    if not lines:
-        raise ValueError(f"corpus_file {path} yields no lines of {min_chars}-{max_chars} characters.")
-    return lines
+        raise FileNotFoundError(f"synthetic text file {path} does not exist.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"synthetic text file {path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") \
+            from None
+
+
+@lru_cache(maxsize=16)
+def source_lines(sources: tuple[str | None, ...], split: str, max_chars: int = 90) -> tuple[tuple[str, ...], ...]:
+    """Lines per source (one tuple each); a source that yields no line for ``split`` is an error naming it."""
+    result = []
+    for source in sources:
+        lines = tuple(text_lines(read_source(source), split, max_chars))
+        if not lines:
+            raise ValueError(f"synthetic text source {source or corpus_path()} yields no {split} lines of at most "
+                             f"{max_chars} characters (it needs at least 10 sentences for every split to get text)")
+        result.append(lines)
+    return tuple(result)
+
+
+def load_lines(corpus_file: str | None = None, split: str = "train", max_chars: int = 90) -> list[str]:
+    return list(source_lines((corpus_file,), split, max_chars)[0])

@@ -12,6 +12,7 @@ from .augment import build_augment
 from .images import DecodeImages
 from .pixels import preprocess_images
 from .sources import metadata_scans
+from .stream import SyntheticLineStream, prepare_stream
 from .validate import ValidationSummary, validate_splits
 
 logger = logging.getLogger("trocr_lail")
@@ -37,6 +38,9 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
     # Synthetic lines come from our own renderer, in process: decoding them all again would only cost time
     # (17 s for the quickstart's 8,600 lines, ~3% of its budget); their text is still checked.
     check_images = data_args.validate_images and not data_args.synthetic
+    streams = {name: splits.pop(name) for name in list(splits) if isinstance(splits[name], SyntheticLineStream)}
+    for name, stream in streams.items():  # rendered on the fly: check every line of text it can draw instead
+        prepare_stream(stream, tokenizer, max_target_length, name, image_processor)
     summary = validate_once(splits, tokenizer, max_target_length, check_images, is_main,
                             metadata_scans(data_args, splits))
     if is_main:
@@ -63,6 +67,7 @@ def prepare_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: i
         decoders[name] = DecodeImages(augment=augment, skip_bad=data_args.skip_bad_samples)
         raw = splits[name].cast_column("image", datasets.Image(decode=False))
         splits[name] = raw.with_transform(decoders[name])
+    splits.update(streams)
     return splits, summary, decoders
 
 

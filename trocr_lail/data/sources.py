@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import datasets
 from ..availability import hub_resource
 from ..configs import DataArguments
 from .fonts import split_fonts
-from .synthetic import generate
+from .stream import SyntheticLineStream, line_spec
+from .synthetic import RENDER_VERSION, LineFactory
 from .validate import Problem
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
@@ -58,6 +60,8 @@ def load_split(args: DataArguments, split: str) -> datasets.Dataset:
             raise ValueError(f"Split '{split}' has no usable rows: all {len(scan.problems)} line(s) of {scan.path} "
                              f"are bad:\n  {shown}")
         raise ValueError(f"Split '{split}' is empty.")
+    if isinstance(dataset, SyntheticLineStream):
+        return dataset
     limit = args.max_train_samples if split == args.train_split else args.max_eval_samples
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
@@ -236,26 +240,37 @@ def require_clean_metadata(args: DataArguments, split: str) -> None:
     logger.warning("Left out %d bad line(s) of %s (skip_bad_samples):\n  %s", lines, scan.path, shown)
 
 
-def _synthetic_split(args: DataArguments, split: str) -> datasets.Dataset:
+def _synthetic_split(args: DataArguments, split: str):
     size = args.synthetic_train_samples if split == args.train_split else args.synthetic_eval_samples
     # The recipe's split names pick the font roles; other names (evaluating a split by its role name) map to
     # themselves.
     role = {args.train_split: "train", args.validation_split: "validation", args.test_split: "test"}.get(split, split)
+    spec = line_spec(args, role)
+    if args.synthetic_stream and split == args.train_split:  # rendered on the fly in the DataLoader workers
+        limit = args.max_train_samples
+        return SyntheticLineStream(spec, size if limit is None else min(size, limit), augment=args.augment)
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
-    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines. The split's font
-    # names are a kwarg so that changing the font lists renders anew instead of reusing stale lines.
+    # from_generator caches by (function, kwargs): re-running a recipe reuses the rendered lines. The spec (fonts,
+    # text sources, geometry) and RENDER_VERSION are kwargs so that a change renders anew instead of reusing stale
+    # lines; the font lists and text files are named in it, and their contents are assumed fixed. Lines are a pure
+    # function of their index, so index ranges render in parallel (one per core) with the same result.
+    workers = max(1, min(os.cpu_count() or 1, size // 2000))
+    bounds = [size * k // workers for k in range(workers + 1)]
     return datasets.Dataset.from_generator(
-        _synthetic_rows, features=features,
-        gen_kwargs={"split": role, "num_samples": size, "seed": args.synthetic_seed, "corpus_file": args.corpus_file,
-                    "min_aspect": args.synthetic_min_aspect, "fonts": split_fonts(role)},
+        _synthetic_rows, features=features, num_proc=workers if workers > 1 else None,
+        gen_kwargs={"spec": spec, "fonts": split_fonts(role), "ranges": list(zip(bounds[:-1], bounds[1:])),
+                    "version": RENDER_VERSION},
     )
 
 
-def _synthetic_rows(split: str, num_samples: int, seed: int, corpus_file: str | None, min_aspect: float,
-                    fonts: tuple[str, ...]):
-    for row in generate(split, num_samples, seed=seed, corpus_file=corpus_file, fonts=fonts, min_aspect=min_aspect):
-        # Encode ourselves: grayscale PNG at low compression is ~6x faster than datasets' default RGB encoding,
-        # which otherwise dominates the quickstart's data preparation. Lossless, so pixels are unchanged.
-        buffer = io.BytesIO()
-        row["image"].convert("L").save(buffer, format="PNG", compress_level=1)
-        yield {"image": {"bytes": buffer.getvalue(), "path": None}, "text": row["text"]}
+def _synthetic_rows(spec, fonts: tuple[str, ...], ranges: list[tuple[int, int]], version: int):
+    del fonts, version  # cache-key only (see _synthetic_split)
+    factory = LineFactory(spec)
+    for start, stop in ranges:
+        for index in range(start, stop):
+            row = factory(index)
+            # Encode ourselves: grayscale PNG at low compression is ~6x faster than datasets' default RGB
+            # encoding, which otherwise dominates the quickstart's data preparation. Lossless.
+            buffer = io.BytesIO()
+            row["image"].save(buffer, format="PNG", compress_level=1)
+            yield {"image": {"bytes": buffer.getvalue(), "path": None}, "text": row["text"]}
