@@ -11,7 +11,7 @@ as the IAM recipes configure it: no clipping, fused AdamW, TF32 matmuls); LAIL w
 step / baseline step, and LAIL's extra memory over its floor (the LLM's weights plus the activations its forward
 saves for backward).
 
-    python benchmarks/gpu_check.py                  # CUDA: trocr-base + trocr-large, bf16 + fp16 (well under 10 min)
+    python benchmarks/gpu_check.py                  # CUDA: trocr-base + trocr-large, bf16 + fp16 (sized for < 10 min)
     python benchmarks/gpu_check.py                  # no CUDA: trocr-small, batch 2, fp32, SmolLM2 shape, and says so
 
 Targets (GPU): baseline >= 1.5x the reference's samples/s; LAIL (downsample, 1B LLM, bf16) step <= 1.5x the baseline

@@ -82,3 +82,18 @@ def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():
     lail = yaml.safe_load((folder / "lail.yaml").read_text())
     assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
         {k: v for k, v in baseline.items() if k != "output_dir"}
+
+
+def test_trainer_uses_the_fairseq_warmup_when_warmup_init_lr_is_set(tmp_path):
+    from conftest import TINY_ARGS
+    from trocr_lail.run import main
+
+    main([*TINY_ARGS, "--synthetic", "true", "--synthetic_train_samples", "8", "--synthetic_eval_samples", "2",
+          "--validation_split", "null", "--test_split", "null", "--per_device_train_batch_size", "2",
+          "--max_steps", "3", "--learning_rate", "1e-3", "--lr_scheduler_type", "inverse_sqrt", "--warmup_steps",
+          "4", "--warmup_init_lr", "1e-8", "--logging_steps", "1", "--report_to", "none", "--use_cpu", "true",
+          "--dataloader_num_workers", "0", "--export", "false", "--output_dir", str(tmp_path)])
+    state = __import__("json").loads((tmp_path / "trainer_state.json").read_text())
+    lrs = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    # The rate each update used: the first at exactly warmup_init_lr, then init + t * (peak - init) / warmup.
+    assert lrs == pytest.approx([1e-8 + t * (1e-3 - 1e-8) / 4 for t in (0, 1, 2)], rel=1e-6, abs=0)
