@@ -122,8 +122,7 @@ def run_row(shape: str, precision: str, batch: int, steps: int, style: str, llm_
     _reset()
     torch.manual_seed(0)
     cuda = torch.cuda.is_available()
-    model = build_model(f"config:{shape}")
-    model.config.decoder_start_token_id, model.config.pad_token_id = 2, 1
+    model = build_model(f"config:{shape}")  # its config already carries start 2 / pad 1
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     llm, lail_args, extra = None, None, {}
     if llm_name:

@@ -74,12 +74,10 @@ class LineReader:
         ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-        from .loading import RESAMPLE, note_pickle_weights, weights_kwargs
+        from .loading import note_pickle_weights, set_resample, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
-        processor = TrOCRProcessor.from_pretrained(model_dir, **common)
-        if image_resample:
-            processor.image_processor.resample = RESAMPLE[image_resample]
+        processor = set_resample(TrOCRProcessor.from_pretrained(model_dir, **common), image_resample)
         note_pickle_weights(str(model_dir), revision, strict=strict_safetensors)
         model = VisionEncoderDecoderModel.from_pretrained(model_dir, **weights_kwargs(strict_safetensors), **common)
         return cls(model, processor, device=device, batch_size=batch_size)

@@ -63,10 +63,15 @@ def load_processor(args: ModelArguments) -> TrOCRProcessor:
         with hub_resource("processor", name, "processor_name_or_path / model_name_or_path"):
             processor = TrOCRProcessor.from_pretrained(name, revision=args.revision,
                                                        trust_remote_code=args.trust_remote_code)
-    if args.image_resample:
-        if args.image_resample not in RESAMPLE:
-            raise ValueError(f"image_resample: {args.image_resample!r} is not one of {', '.join(RESAMPLE)}")
-        processor.image_processor.resample = RESAMPLE[args.image_resample]
+    return set_resample(processor, args.image_resample)
+
+
+def set_resample(processor, name: str | None):
+    """Use the ``name`` resize filter (None: keep the processor's own)."""
+    if name:
+        if name not in RESAMPLE:
+            raise ValueError(f"image_resample: {name!r} is not one of {', '.join(RESAMPLE)}")
+        processor.image_processor.resample = RESAMPLE[name]
     return processor
 
 
