@@ -157,6 +157,11 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
                                        "out of the export. Speeds up learning where to look (trocr_lail/ctc.py)."})
+    ctc_guided_attention: float = field(
+        default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
+                                       "mass near each character's CTC-aligned column) to the loss, so the decoder "
+                                       "learns where to look from the CTC head (trocr_lail/guided_attention.py). "
+                                       "Training only; 0 = off."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -164,3 +169,5 @@ class TrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError("warmup_init_lr needs lr_scheduler_type: inverse_sqrt")
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")
+        if self.ctc_guided_attention < 0 or (self.ctc_guided_attention and not self.ctc_weight):
+            raise ValueError("ctc_guided_attention must be >= 0 and needs ctc_weight > 0 (the CTC head aligns)")

@@ -58,6 +58,14 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
             self.ctc_grid = (rows, columns)
             self.ctc_upsample = int(ctc["upsample"])
             self.ctc_head = nn.Linear(config.encoder.hidden_size, config.decoder.vocab_size * self.ctc_upsample)
+        self.guide_attention = False  # training only (guided_attention.py); never saved in the config
+
+    def enable_guided_attention(self) -> None:
+        """Return the decoder's cross-attention weights from training forwards (eager attention: SDPA gives none)."""
+        if self.ctc_head is None:
+            raise ValueError("ctc_guided_attention needs the CTC head (ctc_weight > 0)")
+        self.decoder.set_attn_implementation("eager")
+        self.guide_attention = True
 
     @classmethod
     def from_plain(cls, model: VisionEncoderDecoderModel, upsample: int = 1):
@@ -73,6 +81,10 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
         return wrapped
 
     def forward(self, pixel_values=None, labels=None, encoder_outputs=None, **kwargs):
+        if self.guide_attention and labels is not None and self.training:
+            if encoder_outputs is None:  # the encoder runs here so that only the decoder returns attentions
+                encoder_outputs = self.encoder(pixel_values=pixel_values, return_dict=True)
+            kwargs["output_attentions"] = True
         outputs = super().forward(pixel_values=pixel_values, labels=labels, encoder_outputs=encoder_outputs,
                                   **kwargs)
         if self.ctc_head is None or labels is None or not isinstance(outputs, Seq2SeqLMOutput):

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     processor, model = load_processor_and_model(model_args)
     if training_args.ctc_weight > 0:
         model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
+        if training_args.ctc_guided_attention > 0:
+            model.enable_guided_attention()
     check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = add_degraded_splits(load_splits(data_args), data_args)

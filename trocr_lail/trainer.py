@@ -25,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import disk_full_guard
 from .ctc import ctc_loss_sum
+from .guided_attention import ctc_align, guided_attention_loss_sum
 from .nonfinite import NonFiniteLossGuard
 
 
@@ -92,7 +93,16 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         config = self.accelerator.unwrap_model(self.model).config
         ctc_sum = ctc_loss_sum(ctc_logits, labels, blank_id=config.pad_token_id, eos_token_id=config.eos_token_id)
         self.record("ctc_loss", ctc_sum.detach() / labels.ne(-100).sum().clamp(min=1))
-        return loss + self.ctc_weight * self._per_item(ctc_sum, labels, num_items_in_batch)
+        loss = loss + self.ctc_weight * self._per_item(ctc_sum, labels, num_items_in_batch)
+        guide_weight = getattr(self.args, "ctc_guided_attention", 0.0)
+        if guide_weight and getattr(outputs, "cross_attentions", None):
+            model = self.accelerator.unwrap_model(self.model)
+            frames = ctc_align(ctc_logits, labels, blank_id=config.pad_token_id, eos_token_id=config.eos_token_id)
+            guide_sum = guided_attention_loss_sum(outputs.cross_attentions, frames, model.ctc_grid,
+                                                  model.ctc_upsample)
+            self.record("attention_guide_loss", guide_sum.detach() / frames.ge(0).sum().clamp(min=1))
+            loss = loss + guide_weight * self._per_item(guide_sum, labels, num_items_in_batch)
+        return loss
 
     def s2s_loss(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         total = token_cross_entropy(outputs.logits, labels, num_items_in_batch=1,

@@ -1,0 +1,103 @@
+"""CTC-guided cross-attention: the forced alignment against hand-built paths, the loss against hand arithmetic,
+and the trainer's total loss; the term is training-only and leaves the export plain."""
+
+import math
+
+import pytest
+import torch
+
+from trocr_lail.configs import TrainingArguments
+from trocr_lail.guided_attention import ctc_align, guided_attention_loss_sum
+from trocr_lail.trainer import token_cross_entropy
+from trocr_lail.ctc import ctc_loss_sum
+
+from test_ctc import collate, ctc_trainer
+
+BLANK, EOS = 1, 2
+
+
+def path_logits(path: list[int], vocab: int = 8) -> torch.Tensor:
+    """Logits whose best path is exactly ``path`` (one token per frame)."""
+    logits = torch.full((1, len(path), vocab), -10.0)
+    for t, token in enumerate(path):
+        logits[0, t, token] = 10.0
+    return logits
+
+
+def test_alignment_follows_the_best_path_and_marks_eos_and_padding():
+    labels = torch.tensor([[4, 5, EOS, -100]])
+    frames = ctc_align(path_logits([BLANK, 4, 4, BLANK, 5, BLANK]), labels, BLANK, EOS)
+    assert frames.tolist() == [[1, 4, -1, -1]]  # first frame of each character's run
+
+
+def test_repeated_characters_need_a_blank_between_them():
+    labels = torch.tensor([[4, 4, EOS]])
+    frames = ctc_align(path_logits([4, BLANK, 4, 4]), labels, BLANK, EOS)
+    assert frames.tolist() == [[0, 2, -1]]
+
+
+def test_the_alignment_is_forced_to_the_labels_not_the_argmax():
+    # The head prefers token 6 at frame 2, but the line says 4 5: the path must still emit 5 somewhere after 4.
+    logits = path_logits([4, BLANK, 6, BLANK])
+    frames = ctc_align(logits, torch.tensor([[4, 5, EOS]]), BLANK, EOS)
+    assert frames[0, 0] == 0 and frames[0, 1] > 0 and frames[0, 2] == -1
+
+
+def test_lines_that_cannot_be_aligned_are_skipped():
+    labels = torch.tensor([[4, 4, 4, EOS], [4, EOS, -100, -100]])
+    logits = torch.cat([path_logits([4, BLANK, 4]), path_logits([BLANK, 4, BLANK])])
+    frames = ctc_align(logits, labels, BLANK, EOS)
+    assert frames[0].tolist() == [-1, -1, -1, -1]  # 3 repeats need 5 frames, there are 3
+    assert frames[1].tolist() == [1, -1, -1, -1]
+
+
+def test_loss_is_minus_log_mass_near_the_aligned_column():
+    columns = 10
+    frames = torch.tensor([[2, 7, -1]])
+    attention = torch.zeros(1, 2, 3, 1 + columns)  # (batch, heads, target, [CLS] + patches)
+    attention[0, :, 0, 1 + 2] = 1.0  # character 0: all mass on its column
+    attention[0, 0, 1, 1 + 8] = 1.0  # character 1: head 0 one column off (inside the window), head 1 far away
+    attention[0, 1, 1, 1 + 0] = 1.0
+    attention[0, :, 2, 0] = 1.0  # EOS: not aligned, not counted
+    loss = guided_attention_loss_sum((attention,), frames, (1, columns), upsample=1, window=1)
+    assert loss.item() == pytest.approx(-math.log(1.0) - math.log(0.5), abs=1e-5)
+    uniform = torch.full((1, 1, 3, 1 + columns), 1 / (1 + columns))
+    loss = guided_attention_loss_sum((uniform,), frames, (1, columns), upsample=1, window=1)
+    assert loss.item() == pytest.approx(-2 * math.log(3 / (1 + columns)), abs=1e-5)
+
+
+def test_upsampled_frames_map_to_their_column():
+    attention = torch.zeros(1, 1, 1, 4)
+    attention[0, 0, 0, 1 + 1] = 1.0  # column 1 of 3
+    loss = guided_attention_loss_sum((attention,), torch.tensor([[3]]), (1, 3), upsample=2, window=0)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)  # frame 3 with 2 frames per column is column 1
+
+
+def test_total_loss_adds_the_weighted_guide_term(tmp_path, tiny_processor):
+    trainer, model = ctc_trainer(tmp_path, tiny_processor, ctc_weight=0.3, ctc_guided_attention=0.7)
+    model.enable_guided_attention()
+    inputs = collate(tiny_processor)
+    model.train()
+    loss, outputs = trainer.compute_loss(model, inputs, return_outputs=True)
+    labels = inputs["labels"]
+    tokens = labels.ne(-100).sum()
+    s2s = token_cross_entropy(outputs.logits, labels)
+    ctc = ctc_loss_sum(outputs.ctc_logits, labels, BLANK, EOS) / tokens
+    frames = ctc_align(outputs.ctc_logits, labels, BLANK, EOS)
+    guide = guided_attention_loss_sum(outputs.cross_attentions, frames, model.ctc_grid, model.ctc_upsample) / tokens
+    assert frames.ge(0).any() and guide > 0
+    assert loss.item() == pytest.approx((s2s + 0.3 * ctc + 0.7 * guide).item(), rel=1e-5)
+    assert "attention_guide_loss" in trainer._metrics["train"]
+    # Gradient reaches the decoder's cross-attention through the guide term alone.
+    model.zero_grad()
+    guided_attention_loss_sum(outputs.cross_attentions, frames, model.ctc_grid, 1).backward()
+    grad = model.decoder.model.decoder.layers[0].encoder_attn.q_proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    # Not in training mode (evaluation, generate): no attentions requested, so no guide term.
+    model.eval()
+    assert model(pixel_values=inputs["pixel_values"], labels=labels).cross_attentions is None
+
+
+def test_guided_attention_needs_ctc(tmp_path):
+    with pytest.raises(ValueError, match="ctc_guided_attention"):
+        TrainingArguments(output_dir=str(tmp_path), ctc_guided_attention=1.0, use_cpu=True)
