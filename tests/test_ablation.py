@@ -111,7 +111,8 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
     rows = [fake_run(out, "baseline", s, texts, base[s], ctc=texts) for s in (1, 2)]
     rows += [fake_run(out, "lail", s, texts, lail[s], ctc=texts) for s in (1, 2)]
     rows[0].update(max_steps=100, train_runtime=25.0, peak_memory_gib=1.25)
-    rows[1].update(max_steps=100, train_runtime=35.0, peak_memory_gib=1.75)
+    # Early stopping ended this run at step 70 (best checkpoint at 40): its step time is 35 s over 70 steps.
+    rows[1].update(max_steps=100, global_step=70, best_global_step=40, train_runtime=35.0, peak_memory_gib=1.75)
     assert evaluated_sets(rows) == [("test", ""), ("test", "_ctc")]
     summary = summarise(grid, rows)
     cers = [rows[0]["test_cer"], rows[1]["test_cer"]]
@@ -119,7 +120,8 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
     assert summary[1]["test_cer"] == (0.0, 0.0)
     table = markdown_table(summary, ["lail_alpha"], evaluated_sets(rows))
     assert (f"| baseline |  | 2 | {100 * np.mean(cers):.2f}% ± {100 * np.std(cers, ddof=1):.2f} | 50.00% ± 0.00 "
-            "| 90.00% ± 0.00 | 0.300 ± 0.071 | 1.50 ± 0.35 |") in table
+            f"| 90.00% ± 0.00 | 70 | 40 | {np.mean([0.25, 0.5]):.3f} ± {np.std([0.25, 0.5], ddof=1):.3f} "
+            "| 1.50 ± 0.35 |") in table
     [decoder, ctc] = compare(grid, rows, num_samples=2000)
     expected = paired_bootstrap([line_edits(texts, lail[s])[0] for s in (1, 2)],
                                 [line_edits(texts, base[s])[0] for s in (1, 2)], line_edits(texts, texts)[1],

@@ -148,8 +148,18 @@ def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1),
             subprocess.run(cmd, check=True)
         train = out / "train_results.json"  # step time and peak memory, when the run wrote them
         rows.append({"cell": cell.name, "seed": seed, "run_dir": str(out), **cell.overrides,
-                     **json.loads(results.read_text()), **(json.loads(train.read_text()) if train.is_file() else {})})
+                     **json.loads(results.read_text()), **(json.loads(train.read_text()) if train.is_file() else {}),
+                     **steps_run(out)})
     return rows
+
+
+def steps_run(run_dir: Path) -> dict:
+    """Optimizer steps the run took and its best checkpoint's step (early stopping ends runs before max_steps)."""
+    state = run_dir / "trainer_state.json"
+    if not state.is_file():
+        return {}
+    state = json.loads(state.read_text())
+    return {key: state[key] for key in ("global_step", "best_global_step") if state.get(key) is not None}
 
 
 def baseline_of(grid: Grid, cell: Cell) -> Cell | None:

@@ -44,10 +44,15 @@ def summarise(grid: Grid, rows: list[dict]) -> list[dict]:
             values = [row[key] for row in runs if key in row]
             if values:
                 entry[key] = mean_std(values)
-        steps = [row["train_runtime"] / (row.get("max_steps") or row["global_step"]) for row in runs
-                 if "train_runtime" in row and (row.get("max_steps") or row.get("global_step"))]
-        if steps:
-            entry["seconds_per_step"] = mean_std(steps)
+        # The steps a run took: fewer than max_steps when early stopping ended it.
+        steps = {id(row): row.get("global_step") or row.get("max_steps") for row in runs}
+        per_step = [row["train_runtime"] / steps[id(row)] for row in runs if "train_runtime" in row and steps[id(row)]]
+        if per_step:
+            entry["seconds_per_step"] = mean_std(per_step)
+        for key in ("global_step", "best_global_step"):
+            values = [row[key] for row in runs if row.get(key) is not None]
+            if values:
+                entry[key] = mean_std(values)
         memory = [row["peak_memory_gib"] for row in runs if "peak_memory_gib" in row]
         if memory:
             entry["peak_memory_gib"] = mean_std(memory)
@@ -192,13 +197,15 @@ def markdown_table(summary: list[dict], columns: list[str], sets: list[tuple[str
     """Per cell: the overrides in ``columns``, seeds, then each test set's CER as mean ± std over seeds."""
     metric_keys = [f"{name}{branch}_cer" for name, branch in sets]
     titles = [f"{name.replace('_', ' ')}{' CTC' if branch else ''} CER" for name, branch in sets]
-    header = ["cell", *columns, "seeds", *titles[:1], "test WER", *titles[1:], "s/step", "peak GiB"]
+    header = ["cell", *columns, "seeds", *titles[:1], "test WER", *titles[1:], "steps", "best step", "s/step",
+              "peak GiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for entry in summary:
         overrides = entry["overrides"]
         values = [_pm(entry.get(key)) for key in metric_keys]
         cells = [entry["cell"], *(json.dumps(overrides[c]) if c in overrides else "" for c in columns),
                  str(len(entry["seeds"])), *values[:1], _pm(entry.get("test_wer")), *values[1:],
+                 _pm(entry.get("global_step"), 1.0, 0, ""), _pm(entry.get("best_global_step"), 1.0, 0, ""),
                  _pm(entry.get("seconds_per_step"), 1.0, 3, ""), _pm(entry.get("peak_memory_gib"), 1.0, 2, "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
