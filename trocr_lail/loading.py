@@ -77,22 +77,20 @@ def set_resample(processor, name: str | None):
 
 def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
     processor = load_processor(args)
-    if args.model_name_or_path == "tiny" or is_config_name(args.model_name_or_path):
-        if args.model_name_or_path == "tiny":
-            model = build_tiny_model(
-                processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
-                decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
-                patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length,
-                dropout=args.tiny_dropout,
-            )
-        else:
-            model = build_model(args.model_name_or_path)
-        if model_class is not VisionEncoderDecoderModel:
-            model = model_class(config=model.config, **model_kwargs)
+    if args.model_name_or_path == "tiny":
+        model = build_tiny_model(
+            processor, encoder_layers=args.tiny_encoder_layers, encoder_dim=args.tiny_encoder_dim,
+            decoder_layers=args.tiny_decoder_layers, decoder_dim=args.tiny_decoder_dim,
+            patch_size=tuple(args.tiny_patch_size), max_length=args.max_target_length, dropout=args.tiny_dropout,
+        )
+    elif is_config_name(args.model_name_or_path):
+        model = build_model(args.model_name_or_path)
     else:
         with hub_resource("model", args.model_name_or_path, "model_name_or_path"):
             note_pickle_weights(args.model_name_or_path, args.revision, args.strict_safetensors)
             model = model_class.from_pretrained(args.model_name_or_path, **hub_kwargs(args), **model_kwargs)
+    if type(model) is not model_class:  # a model built from config, asked for as a subclass
+        model = model_class(config=model.config, **model_kwargs)
     set_special_tokens(model, processor.tokenizer)
     return processor, model
 

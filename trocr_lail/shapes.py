@@ -35,9 +35,9 @@ from transformers import (
 )
 
 from .compat import vit_image_processor_class
+from .tiny import SPECIAL_TOKENS  # fairseq's dictionary order: ids 0..3, as the real checkpoints
 
 PREFIX = "config:"
-SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq's dictionary order: ids 0..3
 IMAGE_SIZE, PATCH_SIZE = 384, 16
 
 _ENCODER = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_channels=3, hidden_act="gelu",

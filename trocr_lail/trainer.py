@@ -90,13 +90,13 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         ctc_logits = getattr(outputs, "ctc_logits", None)
         if not self.ctc_weight or ctc_logits is None:
             return loss
-        config = self.accelerator.unwrap_model(self.model).config
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config
         ctc_sum = ctc_loss_sum(ctc_logits, labels, blank_id=config.pad_token_id, eos_token_id=config.eos_token_id)
         self.record("ctc_loss", ctc_sum.detach() / labels.ne(-100).sum().clamp(min=1))
         loss = loss + self.ctc_weight * self._per_item(ctc_sum, labels, num_items_in_batch)
         guide_weight = getattr(self.args, "ctc_guided_attention", 0.0)
         if guide_weight and getattr(outputs, "cross_attentions", None):
-            model = self.accelerator.unwrap_model(self.model)
             frames = ctc_align(ctc_logits, labels, blank_id=config.pad_token_id, eos_token_id=config.eos_token_id)
             guide_sum = guided_attention_loss_sum(outputs.cross_attentions, frames, model.ctc_grid,
                                                   model.ctc_upsample)
