@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from trocr_lail.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, to_flags
+from trocr_lail.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, steps_run, to_flags
 from trocr_lail.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
 from trocr_lail.metrics import line_edits
 from trocr_lail.run import parse_args
@@ -177,3 +177,12 @@ def test_a_seeded_baseline_vs_lail_grid_reports_intervals_for_both_branches(tmp_
                              ("test_noise", "CTC")):
         assert f"| lail | baseline | {test_set} | {branch} |" in report
     assert "x 2 |" in report  # 4 lines x 2 seeds
+
+
+def test_steps_run_reads_where_early_stopping_ended_the_run(tmp_path):
+    assert steps_run(tmp_path) == {}  # no trainer state: nothing claimed
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 1050, "best_global_step": 600,
+                                                             "log_history": []}))
+    assert steps_run(tmp_path) == {"global_step": 1050, "best_global_step": 600}
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 40, "best_global_step": None}))
+    assert steps_run(tmp_path) == {"global_step": 40}  # no best checkpoint without evaluation
