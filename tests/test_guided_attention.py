@@ -101,3 +101,50 @@ def test_total_loss_adds_the_weighted_guide_term(tmp_path, tiny_processor):
 def test_guided_attention_needs_ctc(tmp_path):
     with pytest.raises(ValueError, match="ctc_guided_attention"):
         TrainingArguments(output_dir=str(tmp_path), ctc_guided_attention=1.0, use_cpu=True)
+
+
+def reference_align(log_probs: torch.Tensor, tokens: list[int], blank: int) -> list[int]:
+    """Textbook CTC Viterbi for one line in plain Python: first frame of each character, or all -1 if unalignable."""
+    ext = [blank]
+    for token in tokens:
+        ext += [token, blank]
+    frames, states = log_probs.shape[0], len(ext)
+    score = [[-math.inf] * states for _ in range(frames)]
+    back = [[0] * states for _ in range(frames)]
+    score[0][0] = log_probs[0, ext[0]].item()
+    if states > 1:
+        score[0][1] = log_probs[0, ext[1]].item()
+    for t in range(1, frames):
+        for s in range(states):
+            options = [(score[t - 1][s], 0)]
+            if s >= 1:
+                options.append((score[t - 1][s - 1], 1))
+            if s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]:
+                options.append((score[t - 1][s - 2], 2))
+            best, step = max(options, key=lambda option: option[0])  # first of equal options, as ctc_align
+            score[t][s], back[t][s] = best + log_probs[t, ext[s]].item(), step
+    end = states - 1
+    state = end - 1 if tokens and score[-1][end - 1] > score[-1][end] else end
+    if math.isinf(max(score[-1][end], score[-1][max(end - 1, 0)])):
+        return [-1] * len(tokens)
+    path = [state]
+    for t in range(frames - 1, 0, -1):
+        state -= back[t][state]
+        path.append(state)
+    path.reverse()
+    return [path.index(2 * j + 1) for j in range(len(tokens))]
+
+
+def test_alignment_matches_a_textbook_viterbi_on_random_lines():
+    generator = torch.Generator().manual_seed(0)
+    lengths = [0, 1, 3, 5, 6, 7]  # 7 with repeats cannot fit in 8 frames
+    labels = torch.full((len(lengths), max(lengths) + 1), -100)
+    for row, length in enumerate(lengths):
+        labels[row, :length] = torch.randint(4, 7, (length,), generator=generator)  # 3 letters: many repeats
+        labels[row, length] = EOS
+    logits = torch.randn(len(lengths), 8, 7, generator=generator) * 3
+    frames = ctc_align(logits, labels, BLANK, EOS)
+    for row, length in enumerate(lengths):
+        expected = reference_align(logits[row].log_softmax(-1), labels[row, :length].tolist(), BLANK)
+        assert frames[row, :length].tolist() == expected, row
+        assert (frames[row, length:] == -1).all()
