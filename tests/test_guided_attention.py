@@ -148,3 +148,4 @@ def test_alignment_matches_a_textbook_viterbi_on_random_lines():
         expected = reference_align(logits[row].log_softmax(-1), labels[row, :length].tolist(), BLANK)
         assert frames[row, :length].tolist() == expected, row
         assert (frames[row, length:] == -1).all()
+    assert frames[-1].eq(-1).all()  # the 7-character line (2 repeats: 9 frames needed) is skipped

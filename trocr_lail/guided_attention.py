@@ -35,8 +35,7 @@ def ctc_align(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
     emit = ctc_logits.float().log_softmax(dim=-1).gather(2, extended[:, None, :].expand(batch, frames, states))
     skip_ok = torch.zeros(batch, states, dtype=torch.bool, device=labels.device)
     skip_ok[:, 2:] = extended[:, 2:].ne(blank_id) & extended[:, 2:].ne(extended[:, :-2])
-    end = 2 * count
-    state, feasible = _viterbi(emit.cpu().numpy(), skip_ok.cpu().numpy(), end.cpu().numpy(), count.cpu().numpy())
+    state, feasible = _viterbi(emit.cpu().numpy(), skip_ok.cpu().numpy(), count.cpu().numpy())
     path = torch.from_numpy(state).to(labels.device)
     feasible = torch.from_numpy(feasible).to(labels.device)
     # First frame of each character's run of frames on the path.
@@ -64,12 +63,13 @@ def guided_attention_loss_sum(cross_attentions, frames: torch.Tensor, grid: tupl
     return -(mass.clamp(min=1e-6).log() * valid).sum()
 
 
-def _viterbi(emit: np.ndarray, skip_ok: np.ndarray, end: np.ndarray, count: np.ndarray):
+def _viterbi(emit: np.ndarray, skip_ok: np.ndarray, count: np.ndarray):
     """Best CTC path through the extended label states: ``(batch, frames)`` state per frame, and whether a line
     can be aligned at all. In NumPy: the recursion is ~100 steps of tiny batched operations, where torch's
     per-operation overhead made it ~13% of a quickstart training step."""
     batch, frames, states = emit.shape
     rows = np.arange(batch)
+    end = 2 * count  # the final blank of each line's extended labels
     score = np.full((batch, states + 2), -np.inf, dtype=np.float32)  # two -inf columns in front: no shift copies
     score[:, 2:4] = emit[:, 0, :2]
     skip_penalty = np.where(skip_ok, 0.0, -np.inf).astype(np.float32)
@@ -77,7 +77,7 @@ def _viterbi(emit: np.ndarray, skip_ok: np.ndarray, end: np.ndarray, count: np.n
     back = np.zeros((frames, batch, states), dtype=np.int8)
     for t in range(1, frames):
         stay, one, two = score[:, 2:], score[:, 1:-1], score[:, :-2] + skip_penalty
-        from_one = one > stay  # strict: ties keep the earlier option, as torch.max does
+        from_one = one > stay  # strict: a tie keeps the earlier option (stay, then one state back)
         best = np.where(from_one, one, stay)
         from_two = two > best
         back[t] = np.where(from_two, 2, from_one)
