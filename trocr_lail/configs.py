@@ -162,6 +162,10 @@ class TrainingArguments(Seq2SeqTrainingArguments):
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "
                                        "learns where to look from the CTC head (trocr_lail/guided_attention.py). "
                                        "Training only; 0 = off."})
+    optim_muon: bool = field(
+        default=False, metadata={"help": "Train the transformer blocks' weight matrices with Muon and everything else "
+                                         "with AdamW, at one learning rate and schedule (trocr_lail/optim.py). "
+                                         "Replaces `optim`."})
 
     def __post_init__(self):
         super().__post_init__()

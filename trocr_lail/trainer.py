@@ -68,6 +68,14 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         self.check_finite(model, s2s=loss)
         return (loss, outputs) if return_outputs else loss
 
+    def create_optimizer(self, model=None):
+        if getattr(self.args, "optim_muon", False) and self.optimizer is None:
+            from .optim import build_muon_adamw
+
+            self.optimizer = build_muon_adamw(self.model if model is None else model, self.args)
+            return self.optimizer
+        return super().create_optimizer(model)
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         init = getattr(self.args, "warmup_init_lr", None)
         if init is not None and self.lr_scheduler is None:
