@@ -196,6 +196,16 @@ def test_push_license_defaults_to_the_base_checkpoint_and_is_required():
         take_push_request(_args(hub_license="MIT License"), "tiny")
 
 
+def test_card_names_muon_when_it_replaced_optim(tmp_path):
+    from trocr_lail.card import run_facts
+    from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+
+    facts = run_facts(ModelArguments(), DataArguments(synthetic=True),
+                      TrainingArguments(output_dir=str(tmp_path), report_to="none", optim_muon=True), None,
+                      {"test_cer": 0.2, "test_wer": 0.4, "test_lines": 5}, global_step=10)
+    assert facts["hyperparameters"]["optim"].startswith("Muon")
+
+
 def test_validate_card_catches_problems(tmp_path):
     facts = {"base_model": "microsoft/trocr-base-stage1", "base_description": "x", "dataset": "Teklia/IAM-line",
              "dataset_description": "IAM", "num_beams": 10, "max_length": 128, "hyperparameters": {"seed": 1},
@@ -265,6 +275,7 @@ def test_card_of_a_hub_start_names_base_model_license_and_dataset(tmp_path):
                       TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none"), None,
                       {"test_cer": 0.05, "test_wer": 0.1, "test_lines": 5}, global_step=10)
     assert facts["license"] == "mit"  # no hub_license: microsoft/trocr-* weights are MIT
+    assert facts["hyperparameters"]["optim"].startswith("adamw")
     render_card(facts, "me/model").save(tmp_path / "README.md")
     assert validate_card(tmp_path / "README.md") == []
     _check_metadata_with_huggingface_hub((tmp_path / "README.md").read_text(), facts)

@@ -79,6 +79,8 @@ def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dic
         dataset_description = "a private local dataset of line images"
     hyper = {key: getattr(training_args, key) for key in HYPERPARAMETERS if hasattr(training_args, key)}
     hyper = {k: (v.value if hasattr(v, "value") else v) for k, v in hyper.items()}  # enums -> their names
+    if getattr(training_args, "optim_muon", False):  # it replaces `optim`, which would still say adamw
+        hyper["optim"] = "Muon (transformer blocks' matrices) + AdamW (the rest)"
     if hyper.get("max_steps", -1) > 0:
         hyper.pop("num_train_epochs", None)  # max_steps wins; the epoch default would mislead
     hyper.update(world_size=training_args.world_size, max_target_length=model_args.max_target_length,
