@@ -126,6 +126,12 @@ def test_save_steps_without_a_save_strategy_warns(tmp_path, caplog):
         preflight.check_settings(*run.parse_args(["--config", "recipes/quickstart/baseline.yaml",
                                                   "--output_dir", str(tmp_path)]))
     assert "save_steps" not in caplog.text
+    assert "has no effect" not in caplog.text  # the quickstart sets optim_muon and leaves optim alone
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trocr_lail"):
+        preflight.check_settings(*run.parse_args(["--config", "recipes/quickstart/baseline.yaml",
+                                                  "--output_dir", str(tmp_path), "--optim", "sgd"]))
+    assert "optim = sgd has no effect: optim_muon is true" in caplog.text
 
 
 def test_read_only_output_dir_fails_before_loading(tmp_path, no_loading, monkeypatch):

@@ -202,6 +202,10 @@ def _warn_without_effect(training_args) -> None:
         if training_args.save_total_limit is not None:
             logger.warning("save_total_limit = %s has no effect: save_strategy is 'no'.",
                            training_args.save_total_limit)
+    optim = _strategy(training_args.optim)
+    if getattr(training_args, "optim_muon", False) and optim != _strategy(_default(cls, "optim")):
+        logger.warning("optim = %s has no effect: optim_muon is true, so Muon and AdamW train the model "
+                       "(trocr_lail/optim.py).", optim)
     if _strategy(training_args.eval_strategy) == "no" and training_args.eval_steps is not None:
         logger.warning("eval_steps = %s has no effect: eval_strategy is 'no'. Add --eval_strategy steps.",
                        training_args.eval_steps)
