@@ -55,3 +55,12 @@ def test_data_stream_reports_both_inputs_and_the_worker_count(capsys):
     assert len(rates) == 2 and all(rate > 0 for rate in rates.values())
     table = capsys.readouterr().out
     assert "384x384" in table and "32x384 (quickstart)" in table and table.count("\n| ") == 2  # two rows after the header
+
+
+def test_optimizer_benchmark_times_every_optimizer(capsys):
+    import optimizer
+
+    times = optimizer.main(["--batch", "2", "--repeats", "1"])
+    assert set(times) == {"AdamW (torch, foreach)", "AdamW (torch, fused)", "Muon + AdamW (optim_muon)"}
+    assert all(update > 0 and step > 0 for update, step in times.values())
+    assert capsys.readouterr().out.count("\n| ") == 1 + 3  # header, then one row per optimizer
