@@ -92,3 +92,9 @@ def test_trainer_builds_muon_over_trainable_parameters_only(tmp_path, tiny_proce
 
 def test_optim_muon_is_off_by_default(tmp_path):
     assert training_args(tmp_path).optim_muon is False
+
+
+def test_a_model_without_transformer_blocks_is_refused(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="no trainable nn.Linear weights"):
+        build_muon_adamw(model, training_args(tmp_path, optim_muon=True))

@@ -106,6 +106,9 @@ def build_muon_adamw(model: nn.Module, args) -> MuonAdamW:
     """``MuonAdamW`` over ``model``'s trainable parameters with Trainer's lr, weight decay, betas and epsilon.
     As Trainer does for AdamW, biases and norm weights take no weight decay."""
     muon_names = muon_parameter_names(model)
+    if not muon_names:  # else optim_muon would silently be plain AdamW
+        raise ValueError(f"optim_muon: {type(model).__name__} has no trainable nn.Linear weights under a "
+                         "'.layers.' module path (transformer blocks) for Muon to train")
     groups = {(True, True): [], (False, True): [], (False, False): []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
