@@ -1,4 +1,4 @@
-"""Benchmark 5: what Muon (``optim_muon``) costs per step against AdamW.
+"""Benchmark 7: what Muon (``optim_muon``) costs per step against AdamW.
 
 On the quickstart model (shapes from ``recipes/quickstart/baseline.yaml``, with its CTC head) and a batch of
 rendered lines, this times ``optimizer.step()`` alone and a whole training step (forward and backward of the s2s
@@ -21,7 +21,7 @@ from common import BASELINE_RECIPE, device, interleaved_medians, print_table, re
 from trocr_lail.ctc import CtcVisionEncoderDecoderModel  # after common, which puts this checkout first on sys.path
 from trocr_lail.data.collator import LineCollator
 from trocr_lail.loading import load_processor_and_model
-from trocr_lail.optim import build_muon_adamw
+from trocr_lail.trainer import LineRecognitionTrainer
 
 
 def optimizers(training_args) -> dict:
@@ -30,8 +30,11 @@ def optimizers(training_args) -> dict:
         return lambda model: torch.optim.AdamW(model.parameters(), lr=training_args.learning_rate,
                                                weight_decay=training_args.weight_decay, **kwargs)
 
+    def muon(model):  # exactly the optimizer training builds (parameter groups, weight decay)
+        return LineRecognitionTrainer(model=model, args=training_args).create_optimizer()
+
     return {"AdamW (torch, foreach)": adamw(foreach=True), "AdamW (torch, fused)": adamw(fused=True),
-            "Muon + AdamW (optim_muon)": lambda model: build_muon_adamw(model, training_args)}
+            "Muon + AdamW (optim_muon)": muon}
 
 
 def main(argv=None) -> dict[str, tuple[float, float]]:

@@ -97,4 +97,4 @@ def test_optim_muon_is_off_by_default(tmp_path):
 def test_a_model_without_transformer_blocks_is_refused(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(ValueError, match="no trainable nn.Linear weights"):
-        build_muon_adamw(model, training_args(tmp_path, optim_muon=True))
+        build_muon_adamw(model, training_args(tmp_path, optim_muon=True), decay_names=[])

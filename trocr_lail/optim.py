@@ -102,19 +102,20 @@ class MuonAdamW(torch.optim.Optimizer):
         torch._foreach_addcdiv_(params, exp_avg, denom, [-group["lr"] / (1 - beta1 ** s["step"]) for s in states])
 
 
-def build_muon_adamw(model: nn.Module, args) -> MuonAdamW:
+def build_muon_adamw(model: nn.Module, args, decay_names) -> MuonAdamW:
     """``MuonAdamW`` over ``model``'s trainable parameters with Trainer's lr, weight decay, betas and epsilon.
-    As Trainer does for AdamW, biases and norm weights take no weight decay."""
+    Only ``decay_names`` (Trainer's ``get_decay_parameter_names``: not biases, not norms) take weight decay."""
     muon_names = muon_parameter_names(model)
     if not muon_names:  # else optim_muon would silently be plain AdamW
         raise ValueError(f"optim_muon: {type(model).__name__} has no trainable nn.Linear weights under a "
                          "'.layers.' module path (transformer blocks) for Muon to train")
+    decay_names = set(decay_names)
     groups = {(True, True): [], (False, True): [], (False, False): []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_muon = name in muon_names
-        decays = is_muon or (param.ndim >= 2 and "norm" not in name)
+        decays = is_muon or name in decay_names
         groups[(is_muon, decays)].append(param)
     param_groups = [{"params": params, "muon": is_muon, "weight_decay": args.weight_decay if decays else 0.0}
                     for (is_muon, decays), params in groups.items() if params]

@@ -72,7 +72,8 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         if getattr(self.args, "optim_muon", False) and self.optimizer is None:
             from .optim import build_muon_adamw
 
-            self.optimizer = build_muon_adamw(self.model if model is None else model, self.args)
+            model = self.model if model is None else model
+            self.optimizer = build_muon_adamw(model, self.args, self.get_decay_parameter_names(model))
             return self.optimizer
         return super().create_optimizer(model)
 
