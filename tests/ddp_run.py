@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
+from trocr_lail.distributed import close_process_group  # noqa: E402
 from trocr_lail.data.collator import LailCollator, LineCollator  # noqa: E402
 from trocr_lail.lail.trainer import LailTrainer  # noqa: E402
 from trocr_lail.tiny import build_tiny_processor  # noqa: E402
@@ -38,6 +39,7 @@ def main(out: str, mode: str) -> None:
         history = [{k: v for k, v in e.items() if "loss" in k} for e in trainer.state.log_history if "loss" in e]
         (__import__("pathlib").Path(out) / "losses.json").write_text(json.dumps(history))
         save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, f"{out}/weights.safetensors")
+    close_process_group()
 
 
 if __name__ == "__main__":

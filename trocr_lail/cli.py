@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .distributed import close_process_group
+
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
 DEBUG_FLAG = "--debug"
 
@@ -305,7 +307,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def run_script(name: str, function, argv: list[str] | None = None) -> int:
     """Run ``function(argv)`` for a command-line entry point: a user error prints ``NAME: error: message`` on
     stderr and returns 2 (a traceback only with ``--debug`` anywhere on the line, or TROCR_LAIL_DEBUG=1); an int
-    result is the exit status, anything else means success."""
+    result is the exit status, anything else means success. A multi-process run ends with its process group closed
+    on success only (trocr_lail.distributed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv or os.environ.get("TROCR_LAIL_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
@@ -316,6 +319,7 @@ def run_script(name: str, function, argv: list[str] | None = None) -> int:
             raise
         print(f"{name}: error: {err} (run with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
         return 2
+    close_process_group()
     return result if isinstance(result, int) else 0
 
 
