@@ -1,8 +1,9 @@
-"""Worker for tests/test_ddp_exit.py: a few DDP steps over gloo and the end-of-training gathers of the logged
-metrics (what Trainer does last), run through the CLI's ``run_script`` as ``recipes/finetune.py`` runs, then exit.
-``fail`` makes rank 1 raise a user error after the steps."""
+"""Worker for tests/test_ddp_exit.py: a few DDP steps over gloo, the end-of-training gather of the logged metrics,
+and rank 0 busy a little longer (as when it writes the export), run through the CLI's ``run_script`` as
+``recipes/finetune.py`` runs, then exit. ``fail`` makes rank 1 raise a user error after the steps."""
 
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -20,10 +21,10 @@ def train(argv: list[str]) -> None:
         model(torch.randn(8, 64)).square().mean().backward()
         optimizer.step()
         optimizer.zero_grad()
-    loss = torch.tensor([float(dist.get_rank())])
-    dist.all_reduce(loss, async_op=True).wait()
     logged = [None] * dist.get_world_size()
-    dist.all_gather_object(logged, {"train_loss": loss.item()})
+    dist.all_gather_object(logged, {"train_loss": 1.0})
+    if dist.get_rank() == 0:
+        time.sleep(0.5)
     if argv == ["fail"] and dist.get_rank() == 1:
         raise ValueError("rank 1 was told to fail")
 
