@@ -36,7 +36,7 @@ from flops import LLM_SHAPES  # noqa: E402
 
 from trocr_lail.lail.config import LailArguments  # noqa: E402
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel  # noqa: E402
-from trocr_lail.shapes import build_model  # noqa: E402
+from trocr_lail.models.shapes import build_model  # noqa: E402
 
 GIB = 2**30
 TEXT_TOKENS, LLM_TOKENS = 20, 16

@@ -78,9 +78,9 @@ def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int
 if __name__ == "__main__":  # python tests/recipe_smoke.py RECIPE.yaml: one smoke run in its own process
     import sys
 
-    import trocr_lail.loading
+    import trocr_lail.models.loading
     from trocr_lail.run import main
-    from trocr_lail.shapes import build_model
+    from trocr_lail.models.shapes import build_model
 
-    trocr_lail.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
+    trocr_lail.models.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
     main(["--config", sys.argv[1]])

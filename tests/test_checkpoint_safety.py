@@ -29,7 +29,7 @@ def train(output_dir, processor, max_steps=4, resume=None, **overrides):
 
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     out = tmp_path_factory.mktemp("run")
     train(out, build_tiny_processor(16, 64))

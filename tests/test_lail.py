@@ -16,7 +16,7 @@ from trocr_lail.lail.config import LailArguments, alpha_at
 from trocr_lail.lail.connectors import build_connector
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.tiny import build_char_tokenizer
+from trocr_lail.models.tiny import build_char_tokenizer
 from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model

@@ -108,7 +108,7 @@ def smollm2_batch():
     from trocr_lail.data.collator import LailCollator
     from trocr_lail.lail.config import LailArguments
     from trocr_lail.lail.llm import load_frozen_llm
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     llm, tokenizer = load_frozen_llm(LailArguments(lail=True, lail_llm="smollm2"))
     processor = build_tiny_processor(image_height=16, image_width=64)

@@ -21,7 +21,7 @@ def quickstart_shaped_export(out_dir: Path) -> Path:
     """The quickstart recipe's model (architecture, processor, max length), random weights: no training needed."""
     import torch
 
-    from trocr_lail.loading import load_processor_and_model
+    from trocr_lail.models.loading import load_processor_and_model
     from trocr_lail.run import parse_args
 
     model_args, *_ = parse_args(["--config", str(ROOT / "recipes" / "quickstart" / "baseline.yaml"),

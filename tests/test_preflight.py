@@ -59,7 +59,7 @@ def test_out_of_range_layers_of_a_loaded_model(tiny_model):
 
 
 def test_logs_name_the_tapped_layer(tmp_path, tiny_processor):
-    from trocr_lail.tiny import build_char_tokenizer
+    from trocr_lail.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     trainer, model, _ = lail_trainer(tmp_path, tiny_processor, tokenizer, layers=(-1, -3))

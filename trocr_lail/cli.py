@@ -162,7 +162,7 @@ def run_export(args) -> int:
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
     from .export import export_model, export_onnx, onnx_exporter
-    from .loading import set_special_tokens
+    from .models.loading import set_special_tokens
 
     if args.onnx:
         onnx_exporter()  # missing optimum: say so before loading anything

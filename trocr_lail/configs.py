@@ -13,7 +13,7 @@ class ModelArguments:
         default="tiny",
         metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, 'config:trocr-small' / "
                           "'config:trocr-base' / 'config:trocr-large' (the published architectures with random "
-                          "weights and a locally trained tokenizer, offline: trocr_lail/shapes.py), or 'tiny' (a small "
+                          "weights and a locally trained tokenizer, offline: trocr_lail/models/shapes.py), or 'tiny' (a small "
                           "TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
     )
     processor_name_or_path: str | None = field(
@@ -156,7 +156,7 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
-                                       "out of the export. Speeds up learning where to look (trocr_lail/ctc.py)."})
+                                       "out of the export. Speeds up learning where to look (trocr_lail/models/ctc.py)."})
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "

@@ -45,7 +45,7 @@ def model_source_problem(option: str, name: str | None, special: tuple[str, ...]
     if not name or name in special:
         return None
     if name.startswith("config:"):  # config:<preset>: a published architecture built from its config
-        from .shapes import SHAPES
+        from .models.shapes import SHAPES
 
         return None if name[len("config:"):] in SHAPES else \
             f"{option} = {name!r}: allowed presets are {', '.join('config:' + s for s in SHAPES)}"
@@ -68,7 +68,7 @@ def encoder_shape(model_args) -> tuple[int, int] | None:
     """(layers, width) of the encoder, when the config alone gives them: the tiny model, or a local folder."""
     if model_args.model_name_or_path == "tiny":
         return model_args.tiny_encoder_layers, model_args.tiny_encoder_dim
-    from .shapes import build_config, is_config_name
+    from .models.shapes import build_config, is_config_name
 
     if is_config_name(model_args.model_name_or_path):
         try:

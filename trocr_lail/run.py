@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from .adapters import PeftArguments, apply_peft
+from .models.adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import disk_full_guard, resolve_resume
-from .ctc import CtcVisionEncoderDecoderModel
+from .models.ctc import CtcVisionEncoderDecoderModel
 from .degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
@@ -22,7 +22,7 @@ from .export import export_model
 from .hub import publish, save_run_facts, take_push_request
 from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
-from .loading import load_processor_and_model
+from .models.loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
 from .plots import plot_training

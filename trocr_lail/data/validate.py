@@ -182,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Load the recipe's splits and tokenizer, print the summary; exit status 1 if any row is bad."""
-    from ..loading import load_processor
+    from ..models.loading import load_processor
     from ..run import parse_args
     from .sources import load_splits, metadata_scans
 
