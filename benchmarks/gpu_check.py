@@ -117,7 +117,7 @@ def run_row(shape: str, precision: str, batch: int, steps: int, style: str, llm_
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, default_data_collator
 
     from trocr_lail.lail.trainer import LailTrainer
-    from trocr_lail.trainer import LineRecognitionTrainer
+    from trocr_lail.training.trainer import LineRecognitionTrainer
 
     _reset()
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from trocr_lail.export import export_model
 from trocr_lail.lail.config import LailArguments
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
+from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model
 from test_lail import dataset, make_llm, training_args

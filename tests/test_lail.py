@@ -17,7 +17,7 @@ from trocr_lail.lail.connectors import build_connector
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
 from trocr_lail.models.tiny import build_char_tokenizer
-from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
+from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model
 

@@ -50,7 +50,7 @@ def test_paper_recipes(size, paper_cer, kind):
 def test_fairseq_inverse_sqrt_warms_up_from_warmup_init_lr():
     import torch
 
-    from trocr_lail.schedules import fairseq_inverse_sqrt
+    from trocr_lail.training.schedules import fairseq_inverse_sqrt
 
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5)
     scheduler = fairseq_inverse_sqrt(optimizer, warmup_steps=500, warmup_init_lr=1e-8)

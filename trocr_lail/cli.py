@@ -299,7 +299,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "the input or the settings are wrong" (their messages say what and what to do), as opposed
     to bugs: these print as one message, without a traceback."""
     from .hub import PushError
-    from .nonfinite import NonFiniteLossError
+    from .training.nonfinite import NonFiniteLossError
 
     return ValueError, OSError, NonFiniteLossError, PushError
 

@@ -160,11 +160,11 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "
-                                       "learns where to look from the CTC head (trocr_lail/guided_attention.py). "
+                                       "learns where to look from the CTC head (trocr_lail/training/guided_attention.py). "
                                        "Training only; 0 = off."})
     optim_muon: bool = field(
         default=False, metadata={"help": "Train the transformer blocks' weight matrices with Muon and everything else "
-                                         "with AdamW, at one learning rate and schedule (trocr_lail/optim.py). "
+                                         "with AdamW, at one learning rate and schedule (trocr_lail/training/optim.py). "
                                          "Replaces `optim`."})
 
     def __post_init__(self):

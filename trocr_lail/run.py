@@ -12,7 +12,7 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from .models.adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import disk_full_guard, resolve_resume
+from .training.checkpoints import disk_full_guard, resolve_resume
 from .models.ctc import CtcVisionEncoderDecoderModel
 from .degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
@@ -25,7 +25,7 @@ from .lail.diagnostic_plots import plot_lail_diagnostics
 from .models.loading import load_processor_and_model
 from .metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
-from .plots import plot_training
+from .training.plots import plot_training
 from .preflight import check_loaded_model, check_settings
 from .test_sets import evaluate_test_sets
 from .ranges import record as record_training_ranges
@@ -145,7 +145,7 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
 
 
 def build_trainer(model, processor, args, train_dataset, eval_dataset, collator, trainer_class=None, **kwargs):
-    from .trainer import LineRecognitionTrainer
+    from .training.trainer import LineRecognitionTrainer
 
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     return (trainer_class or LineRecognitionTrainer)(
