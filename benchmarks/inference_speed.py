@@ -54,7 +54,7 @@ def prepare(args, workdir: Path) -> tuple[Path, Path]:
 def measure(model: Path, images: Path, batch_size: int, rounds: int) -> dict:
     import torch
 
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = sorted(str(p) for p in images.glob("*.png"))
     reader = LineReader.from_pretrained(model, device="cpu", batch_size=batch_size)

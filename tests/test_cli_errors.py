@@ -14,7 +14,7 @@ from PIL import Image
 from trocr_lail import cli
 from trocr_lail.cli import main, run_script
 from trocr_lail.data.images import DecodeImages, load_rgb
-from trocr_lail.inference import load_image
+from trocr_lail.inference.reader import load_image
 
 from conftest import export_tiny
 

@@ -107,7 +107,7 @@ def _line_images(folder, count=3):
 
 @pytest.mark.slow
 def test_dry_run_folder_loads_in_transformers_4_57_pipeline(lail_run, tmp_path):
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = _line_images(tmp_path)
     upload = lail_run / "hub_upload"
@@ -118,7 +118,7 @@ def test_dry_run_folder_loads_in_transformers_4_57_pipeline(lail_run, tmp_path):
 def test_dry_run_folder_reads_with_the_image_to_text_pipeline_on_5x(lail_run, tmp_path):
     from transformers import pipeline
 
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = _line_images(tmp_path)
     upload = lail_run / "hub_upload"

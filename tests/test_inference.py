@@ -6,7 +6,7 @@ from PIL import Image
 
 from trocr_lail.data.images import BadImage
 from trocr_lail.data.synthetic import generate
-from trocr_lail.inference import LineReader, collect_image_paths, load_image
+from trocr_lail.inference.reader import LineReader, collect_image_paths, load_image
 
 from conftest import export_tiny
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trocr_lail.inference import LineReader
+from trocr_lail.inference.reader import LineReader
 
 from conftest import tf4_python
 from test_pipeline import image_sensitive_export

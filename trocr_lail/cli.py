@@ -30,7 +30,7 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _reader(args):
-    from .inference import LineReader
+    from .inference.reader import LineReader
 
     return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                       strict_safetensors=args.strict_safetensors, image_resample=args.image_resample)
@@ -48,8 +48,8 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
-    from .inference import collect_image_paths, load_image
-    from .ranges import warn_inputs
+    from .inference.reader import collect_image_paths, load_image
+    from .inference.ranges import warn_inputs
 
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")

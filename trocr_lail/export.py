@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
-from . import pipeline
+from .inference import pipeline
 from .models.adapters import merged
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")

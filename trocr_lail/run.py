@@ -28,7 +28,7 @@ from .parser import RecipeParser
 from .training.plots import plot_training
 from .preflight import check_loaded_model, check_settings
 from .test_sets import evaluate_test_sets
-from .ranges import record as record_training_ranges
+from .inference.ranges import record as record_training_ranges
 
 logger = logging.getLogger("trocr_lail")
 
