@@ -250,7 +250,7 @@ def test_resume_without_connectors_is_an_error(tmp_path, tiny_processor, llm_tok
 
 
 def test_evaluation_logs_the_lail_loss(tmp_path, tiny_processor, llm_tokenizer):
-    from trocr_lail.metrics import build_compute_metrics
+    from trocr_lail.evaluation.metrics import build_compute_metrics
 
     trainer, _, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                  args_overrides={"generation_max_length": 8, "per_device_eval_batch_size": 4})

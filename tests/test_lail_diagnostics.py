@@ -42,7 +42,7 @@ def test_prefix_information_is_logged_as_uncond_minus_prefixed(tmp_path, tiny_pr
 
 def test_evaluation_logs_prefix_information(tmp_path, tiny_processor, llm_tokenizer):
     from test_lail import dataset
-    from trocr_lail.metrics import build_compute_metrics
+    from trocr_lail.evaluation.metrics import build_compute_metrics
 
     trainer, _, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                  args_overrides={"generation_max_length": 8, "per_device_eval_batch_size": 4})

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trocr_lail.metrics import cer, line_edits
+from trocr_lail.evaluation.metrics import cer, line_edits
 from trocr_lail.uncertainty import NO_EFFECT, mean_std, paired_bootstrap
 
 

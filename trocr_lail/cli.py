@@ -127,7 +127,7 @@ def run_evaluate(args, extra: list[str]) -> int:
     from transformers import HfArgumentParser
 
     from .configs import DataArguments
-    from .evaluation import evaluate_model
+    from .evaluation.evaluate import evaluate_model
 
     parser = HfArgumentParser(DataArguments)
     if args.config:  # a training recipe: only its data settings matter here

@@ -92,7 +92,7 @@ class DataArguments:
     test_split: str | None = field(default="test", metadata={"help": "Split for the final test CER; null to skip."})
     test_degradations: list[str] = field(
         default_factory=list, metadata={"help": "Also test on degraded copies of the test split: blur, low_contrast, "
-                                                "ink_gaps, noise (trocr_lail/degradations.py)."})
+                                                "ink_gaps, noise (trocr_lail/evaluation/degradations.py)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test splits."})
     validate_images: bool = field(
