@@ -32,7 +32,7 @@ TF4 = Version(transformers.__version__).major < 5
 def prepare(args, workdir: Path) -> tuple[Path, Path]:
     model = Path(args.model) if args.model else ROOT / "outputs" / "quickstart-baseline" / "export"
     if not (model / "config.json").is_file():
-        from trocr_lail.export import export_model
+        from trocr_lail.hub.export import export_model
         from trocr_lail.models.loading import set_special_tokens
         from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
 

@@ -38,7 +38,7 @@ def tiny_model(tiny_processor):
 
 def export_tiny(processor, out_dir, seed: int = 0, max_length: int = 10, num_beams: int = 1):
     """A tiny random model exported like a run's export/ (seconds, offline)."""
-    from trocr_lail.export import export_model
+    from trocr_lail.hub.export import export_model
 
     model = make_tiny_model(processor, seed=seed, dropout=0.0)
     return export_model(model, processor, out_dir, num_beams=num_beams, max_length=max_length)

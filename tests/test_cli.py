@@ -119,7 +119,7 @@ def test_evaluate_released_line_on_a_bin_only_checkpoint(tmp_path, capsys, caplo
     from safetensors.torch import load_file
 
     from recipe_smoke import write_line_folder
-    from trocr_lail.export import export_model
+    from trocr_lail.hub.export import export_model
     from trocr_lail.models.loading import set_special_tokens
     from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
 

@@ -12,7 +12,7 @@ from transformers import VisionEncoderDecoderModel, ViTConfig
 from trocr_lail.configs import TrainingArguments
 from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel, ctc_greedy_decode, ctc_loss_sum, ctc_targets, patch_grid
 from trocr_lail.data.collator import LailCollator, LineCollator
-from trocr_lail.export import export_model
+from trocr_lail.hub.export import export_model
 from trocr_lail.lail.config import LailArguments
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer

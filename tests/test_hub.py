@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 from transformers import VisionEncoderDecoderModel
 
-from trocr_lail.card import render_card, validate_card
-from trocr_lail.hub import PushError, prepare_upload, push, take_push_request
+from trocr_lail.hub.card import render_card, validate_card
+from trocr_lail.hub.push import PushError, prepare_upload, push, take_push_request
 from trocr_lail.run import main
 
 from conftest import TINY_ARGS, run_tf4_pipeline, save_tiny_llm
@@ -197,7 +197,7 @@ def test_push_license_defaults_to_the_base_checkpoint_and_is_required():
 
 
 def test_card_names_muon_when_it_replaced_optim(tmp_path):
-    from trocr_lail.card import run_facts
+    from trocr_lail.hub.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
 
     facts = run_facts(ModelArguments(), DataArguments(synthetic=True),
@@ -267,7 +267,7 @@ def _check_metadata_with_huggingface_hub(text: str, facts: dict) -> None:
 
 
 def test_card_of_a_hub_start_names_base_model_license_and_dataset(tmp_path):
-    from trocr_lail.card import run_facts
+    from trocr_lail.hub.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
 
     facts = run_facts(ModelArguments(model_name_or_path="microsoft/trocr-base-stage1"),

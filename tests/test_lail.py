@@ -206,7 +206,7 @@ def test_every_k_steps_skips_the_llm(tmp_path, tiny_processor, llm_tokenizer):
 
 
 def test_llm_is_absent_from_checkpoints_and_export(tmp_path, tiny_processor, llm_tokenizer):
-    from trocr_lail.export import export_model
+    from trocr_lail.hub.export import export_model
 
     trainer, model, llm = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                        args_overrides={"save_strategy": "steps", "save_steps": 2, "max_steps": 2})

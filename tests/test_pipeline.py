@@ -13,8 +13,8 @@ from transformers import pipeline
 
 from trocr_lail.inference import pipeline as line_pipeline
 from trocr_lail.data.synthetic import generate
-from trocr_lail.export import export_model
-from trocr_lail.hub import prepare_upload
+from trocr_lail.hub.export import export_model
+from trocr_lail.hub.push import prepare_upload
 from trocr_lail.inference.reader import LineReader
 from trocr_lail.models.tiny import build_tiny_processor
 

@@ -161,7 +161,7 @@ def run_export(args) -> int:
 
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-    from .export import export_model, export_onnx, onnx_exporter
+    from .hub.export import export_model, export_onnx, onnx_exporter
     from .models.loading import set_special_tokens
 
     if args.onnx:
@@ -200,7 +200,7 @@ def add_push(parser: argparse.ArgumentParser) -> None:
 
 
 def run_push(args) -> int:
-    from .hub import prepare_upload, push
+    from .hub.push import prepare_upload, push
 
     if bool(args.output_dir) == bool(args.folder):
         raise SystemExit("trocr-lail push: give either OUTPUT_DIR or --folder")
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "the input or the settings are wrong" (their messages say what and what to do), as opposed
     to bugs: these print as one message, without a traceback."""
-    from .hub import PushError
+    from .hub.push import PushError
     from .training.nonfinite import NonFiniteLossError
 
     return ValueError, OSError, NonFiniteLossError, PushError

@@ -18,8 +18,8 @@ from .evaluation.degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
-from .export import export_model
-from .hub import publish, save_run_facts, take_push_request
+from .hub.export import export_model
+from .hub.push import publish, save_run_facts, take_push_request
 from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
 from .models.loading import load_processor_and_model
