@@ -65,7 +65,7 @@ def test_fairseq_inverse_sqrt_warms_up_from_warmup_init_lr():
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: p.name)
 def test_ablation_grids_expand_to_valid_runs(grid_file):
-    from trocr_lail.ablation import FINETUNE, Grid, command
+    from trocr_lail.experiments.ablation import FINETUNE, Grid, command
 
     grid = Grid.from_file(grid_file)
     assert grid.cells
