@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 
 from trocr_lail.data.synthetic import generate  # noqa: E402
-from trocr_lail.run import _lail_setup, parse_args  # noqa: E402
 from trocr_lail.models.loading import load_processor_and_model  # noqa: E402
+from trocr_lail.run import _lail_setup, parse_args  # noqa: E402
 from measure import print_table  # noqa: E402,F401 - re-exported for the benchmark scripts
 
 LAIL_RECIPE = ROOT / "recipes" / "quickstart" / "lail.yaml"

@@ -18,8 +18,9 @@ import copy
 import torch
 
 from common import BASELINE_RECIPE, device, interleaved_medians, print_table, read_recipe, rows, to_device
-from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel  # after common, which puts this checkout first on sys.path
+# after common, which puts this checkout first on sys.path
 from trocr_lail.data.collator import LineCollator
+from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
 from trocr_lail.models.loading import load_processor_and_model
 from trocr_lail.training.trainer import LineRecognitionTrainer
 

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
-from trocr_lail.distributed import close_process_group  # noqa: E402
 from trocr_lail.data.collator import LailCollator, LineCollator  # noqa: E402
+from trocr_lail.distributed import close_process_group  # noqa: E402
 from trocr_lail.lail.trainer import LailTrainer  # noqa: E402
 from trocr_lail.models.tiny import build_tiny_processor  # noqa: E402
 from trocr_lail.training.trainer import LineRecognitionTrainer  # noqa: E402

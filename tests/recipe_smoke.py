@@ -79,8 +79,8 @@ if __name__ == "__main__":  # python tests/recipe_smoke.py RECIPE.yaml: one smok
     import sys
 
     import trocr_lail.models.loading
-    from trocr_lail.run import main
     from trocr_lail.models.shapes import build_model
+    from trocr_lail.run import main
 
     trocr_lail.models.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
     main(["--config", sys.argv[1]])

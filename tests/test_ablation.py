@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
+from trocr_lail.evaluation.metrics import line_edits
 from trocr_lail.experiments.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, steps_run, to_flags
 from trocr_lail.experiments.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
-from trocr_lail.evaluation.metrics import line_edits
-from trocr_lail.run import parse_args
 from trocr_lail.experiments.uncertainty import paired_bootstrap
+from trocr_lail.run import parse_args
 
 from conftest import TINY_ARGS, save_tiny_llm
 

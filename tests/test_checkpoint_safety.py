@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
+from trocr_lail.data.collator import LineCollator
 from trocr_lail.training import checkpoints
 from trocr_lail.training.checkpoints import checkpoint_problem, last_complete_checkpoint, resolve_resume
-from trocr_lail.data.collator import LineCollator
 from trocr_lail.training.trainer import LineRecognitionTrainer
 
 from conftest import make_tiny_model

@@ -9,8 +9,8 @@ from PIL import Image
 
 from trocr_lail.cli import SUBCOMMANDS, main
 from trocr_lail.data.synthetic import generate
-from trocr_lail.inference.reader import LineReader
 from trocr_lail.evaluation.metrics import cer
+from trocr_lail.inference.reader import LineReader
 
 from conftest import export_tiny, run_tf4_pipeline
 

@@ -197,8 +197,8 @@ def test_push_license_defaults_to_the_base_checkpoint_and_is_required():
 
 
 def test_card_names_muon_when_it_replaced_optim(tmp_path):
-    from trocr_lail.hub.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+    from trocr_lail.hub.card import run_facts
 
     facts = run_facts(ModelArguments(), DataArguments(synthetic=True),
                       TrainingArguments(output_dir=str(tmp_path), report_to="none", optim_muon=True), None,
@@ -267,8 +267,8 @@ def _check_metadata_with_huggingface_hub(text: str, facts: dict) -> None:
 
 
 def test_card_of_a_hub_start_names_base_model_license_and_dataset(tmp_path):
-    from trocr_lail.hub.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+    from trocr_lail.hub.card import run_facts
 
     facts = run_facts(ModelArguments(model_name_or_path="microsoft/trocr-base-stage1"),
                       DataArguments(dataset_name="Teklia/IAM-line"),

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from trocr_lail.inference import pipeline as line_pipeline
 from trocr_lail.data.synthetic import generate
 from trocr_lail.hub.export import export_model
 from trocr_lail.hub.push import prepare_upload
+from trocr_lail.inference import pipeline as line_pipeline
 from trocr_lail.inference.reader import LineReader
 from trocr_lail.models.tiny import build_tiny_processor
 

@@ -9,8 +9,8 @@ import torch
 
 import trocr_lail.models.loading
 from recipe_smoke import ends_lines_at_once
-from trocr_lail.run import main
 from trocr_lail.models.shapes import build_model
+from trocr_lail.run import main
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow

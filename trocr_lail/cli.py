@@ -48,8 +48,8 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
-    from .inference.reader import collect_image_paths, load_image
     from .inference.ranges import warn_inputs
+    from .inference.reader import collect_image_paths, load_image
 
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")

@@ -13,8 +13,8 @@ class ModelArguments:
         default="tiny",
         metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, 'config:trocr-small' / "
                           "'config:trocr-base' / 'config:trocr-large' (the published architectures with random "
-                          "weights and a locally trained tokenizer, offline: trocr_lail/models/shapes.py), or 'tiny' (a small "
-                          "TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
+                          "weights and a locally trained tokenizer, offline: trocr_lail/models/shapes.py), or "
+                          "'tiny' (a small TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
     )
     processor_name_or_path: str | None = field(
         default=None, metadata={"help": "Processor to load if it differs from model_name_or_path."})
@@ -156,16 +156,17 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
-                                       "out of the export. Speeds up learning where to look (trocr_lail/models/ctc.py)."})
+                                       "out of the export. Speeds up learning where to look "
+                                       "(trocr_lail/models/ctc.py)."})
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "
-                                       "learns where to look from the CTC head (trocr_lail/training/guided_attention.py). "
-                                       "Training only; 0 = off."})
+                                       "learns where to look from the CTC head "
+                                       "(trocr_lail/training/guided_attention.py). Training only; 0 = off."})
     optim_muon: bool = field(
         default=False, metadata={"help": "Train the transformer blocks' weight matrices with Muon and everything else "
-                                         "with AdamW, at one learning rate and schedule (trocr_lail/training/optim.py). "
-                                         "Replaces `optim`."})
+                                         "with AdamW, at one learning rate and schedule "
+                                         "(trocr_lail/training/optim.py). Replaces `optim`."})
 
     def __post_init__(self):
         super().__post_init__()

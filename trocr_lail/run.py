@@ -10,25 +10,25 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from .models.adapters import PeftArguments, apply_peft
 from .configs import DataArguments, ModelArguments, TrainingArguments
-from .training.checkpoints import disk_full_guard, resolve_resume
-from .models.ctc import CtcVisionEncoderDecoderModel
-from .evaluation.degradations import add_degraded_splits
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
+from .evaluation.degradations import add_degraded_splits
+from .evaluation.metrics import build_compute_metrics, decode, line_cer
+from .evaluation.test_sets import evaluate_test_sets
 from .hub.export import export_model
 from .hub.push import publish, save_run_facts, take_push_request
+from .inference.ranges import record as record_training_ranges
 from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
+from .models.adapters import PeftArguments, apply_peft
+from .models.ctc import CtcVisionEncoderDecoderModel
 from .models.loading import load_processor_and_model
-from .evaluation.metrics import build_compute_metrics, decode, line_cer
 from .parser import RecipeParser
-from .training.plots import plot_training
 from .preflight import check_loaded_model, check_settings
-from .evaluation.test_sets import evaluate_test_sets
-from .inference.ranges import record as record_training_ranges
+from .training.checkpoints import disk_full_guard, resolve_resume
+from .training.plots import plot_training
 
 logger = logging.getLogger("trocr_lail")
 

@@ -23,8 +23,8 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import disk_full_guard
 from ..models.ctc import ctc_loss_sum
+from .checkpoints import disk_full_guard
 from .guided_attention import ctc_align, guided_attention_loss_sum
 from .nonfinite import NonFiniteLossGuard
 
