@@ -98,8 +98,7 @@ class DataArguments:
     validate_images: bool = field(
         default=True, metadata={"help": "Before training, decode every image of every split once (main process) "
                                         "to catch unreadable, empty or absurdly sized files; false checks text "
-                                        "only (for a large dataset already checked with "
-                                        "`python -m trocr_lail.data.validate`)."})
+                                        "only (for a large dataset already checked with `trocr-lail validate`)."})
     skip_bad_samples: bool = field(
         default=False, metadata={"help": "Drop rows that fail validation, and images that fail to decode during "
                                          "training, counting them (reported before training and at the end), "

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from .configs import DataArguments, ModelArguments, TrainingArguments
+from .configs import ModelArguments, TrainingArguments
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
@@ -22,10 +22,10 @@ from .hub.push import publish, save_run_facts, take_push_request
 from .inference.ranges import record as record_training_ranges
 from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
-from .models.adapters import PeftArguments, apply_peft
+from .models.adapters import apply_peft
 from .models.ctc import CtcVisionEncoderDecoderModel
 from .models.loading import load_processor_and_model
-from .parser import RecipeParser
+from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
 from .training.checkpoints import disk_full_guard, resolve_resume
 from .training.plots import plot_training
@@ -33,13 +33,8 @@ from .training.plots import plot_training
 logger = logging.getLogger("trocr_lail")
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, LailArguments, PeftArguments))
-    return parser.parse_args_and_config(argv)
-
-
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
+    model_args, data_args, training_args, lail_args, peft_args = parse_recipe(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     check_settings(model_args, data_args, training_args, lail_args, peft_args)  # seconds, before any loading
