@@ -179,3 +179,8 @@ def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
         return 1
     print("\nOK: every row is usable.")
     return 0
+
+
+if __name__ == "__main__":  # the old entry point: say what replaced it rather than exit 0 having checked nothing
+    raise SystemExit("`python -m trocr_lail.data.validate` was replaced by `trocr-lail validate --config RECIPE.yaml` "
+                     "(or `trocr-lail validate DIR` for a data folder)")
