@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 
 from trocr_lail.data.synthetic import generate  # noqa: E402
-from trocr_lail.run import _lail_setup, parse_args  # noqa: E402
-from trocr_lail.loading import load_processor_and_model  # noqa: E402
+from trocr_lail.models.loading import load_processor_and_model  # noqa: E402
+from trocr_lail.parser import parse_recipe  # noqa: E402
+from trocr_lail.run import _lail_setup  # noqa: E402
 from measure import print_table  # noqa: E402,F401 - re-exported for the benchmark scripts
 
 LAIL_RECIPE = ROOT / "recipes" / "quickstart" / "lail.yaml"
@@ -32,7 +33,7 @@ def device() -> torch.device:
 
 def read_recipe(path: Path, *overrides: str):
     """``(model_args, data_args, training_args, lail_args)`` of a recipe, so model shapes follow the recipe file."""
-    return parse_args(["--config", str(path), *overrides])
+    return parse_recipe(["--config", str(path), *overrides])
 
 
 @functools.cache
@@ -40,7 +41,7 @@ def tiny_llm_dir() -> str:
     """A random 2-layer Llama with the toolkit's char tokenizer, saved like any local model (quick runs, no assets)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trocr_lail.tiny import build_char_tokenizer
+    from trocr_lail.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

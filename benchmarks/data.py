@@ -25,7 +25,7 @@ TARGET = 5.0
 
 def training_rate(model_args, batch: dict):
     """A function measuring the training samples/s of one chunk of steps on a fixed batch."""
-    from trocr_lail.loading import load_processor_and_model
+    from trocr_lail.models.loading import load_processor_and_model
 
     _, model = load_processor_and_model(model_args)
     model.to(device()).train()
@@ -68,7 +68,7 @@ def main(argv=None):
     from trocr_lail.data.augment import Augment
     from trocr_lail.data.collator import LailCollator, LineCollator
     from trocr_lail.data.sources import load_splits
-    from trocr_lail.loading import load_processor_and_model
+    from trocr_lail.models.loading import load_processor_and_model
     from transformers import AutoTokenizer
 
     from trocr_lail.lail.smollm2 import smollm2_dir

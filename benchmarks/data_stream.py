@@ -19,7 +19,7 @@ from common import BASELINE_RECIPE, print_table, read_recipe
 from trocr_lail.data.collator import LineCollator
 from trocr_lail.data.stream import SyntheticLineStream
 from trocr_lail.data.synthetic import LineSpec
-from trocr_lail.tiny import build_tiny_processor
+from trocr_lail.models.tiny import build_tiny_processor
 
 # A documented estimate, not a measurement (no GPU here): see benchmarks/README.md section 5 for the derivation.
 TROCR_BASE_GPU_LINES_PER_S = 292.0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trocr_lail.shapes import SHAPES, build_config  # noqa: E402
+from trocr_lail.models.shapes import SHAPES, build_config  # noqa: E402
 
 # Llama-family LLMs by their published config.json values (random weights are built from these for speed runs).
 LLM_SHAPES = {

@@ -36,7 +36,7 @@ from flops import LLM_SHAPES  # noqa: E402
 
 from trocr_lail.lail.config import LailArguments  # noqa: E402
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel  # noqa: E402
-from trocr_lail.shapes import build_model  # noqa: E402
+from trocr_lail.models.shapes import build_model  # noqa: E402
 
 GIB = 2**30
 TEXT_TOKENS, LLM_TOKENS = 20, 16
@@ -117,7 +117,7 @@ def run_row(shape: str, precision: str, batch: int, steps: int, style: str, llm_
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, default_data_collator
 
     from trocr_lail.lail.trainer import LailTrainer
-    from trocr_lail.trainer import LineRecognitionTrainer
+    from trocr_lail.training.trainer import LineRecognitionTrainer
 
     _reset()
     torch.manual_seed(0)

@@ -32,9 +32,9 @@ TF4 = Version(transformers.__version__).major < 5
 def prepare(args, workdir: Path) -> tuple[Path, Path]:
     model = Path(args.model) if args.model else ROOT / "outputs" / "quickstart-baseline" / "export"
     if not (model / "config.json").is_file():
-        from trocr_lail.export import export_model
-        from trocr_lail.loading import set_special_tokens
-        from trocr_lail.tiny import build_tiny_model, build_tiny_processor
+        from trocr_lail.hub.export import export_model
+        from trocr_lail.models.loading import set_special_tokens
+        from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
 
         processor = build_tiny_processor(32, 256)
         tiny = build_tiny_model(processor, encoder_layers=2, encoder_dim=96, decoder_layers=1, decoder_dim=96,
@@ -54,7 +54,7 @@ def prepare(args, workdir: Path) -> tuple[Path, Path]:
 def measure(model: Path, images: Path, batch_size: int, rounds: int) -> dict:
     import torch
 
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = sorted(str(p) for p in images.glob("*.png"))
     reader = LineReader.from_pretrained(model, device="cpu", batch_size=batch_size)

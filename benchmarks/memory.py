@@ -51,7 +51,7 @@ def worker(config: str, llm_name: str, batch_size: int, steps: int) -> dict:
     examples = rows(batch_size)
     if config == "baseline":
         from trocr_lail.data.collator import LineCollator
-        from trocr_lail.loading import load_processor_and_model
+        from trocr_lail.models.loading import load_processor_and_model
 
         model_args = read_recipe(LAIL_RECIPE)[0]
         processor, model = load_processor_and_model(model_args)

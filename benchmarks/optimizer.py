@@ -2,7 +2,7 @@
 
 On the quickstart model (shapes from ``recipes/quickstart/baseline.yaml``, with its CTC head) and a batch of
 rendered lines, this times ``optimizer.step()`` alone and a whole training step (forward and backward of the s2s
-loss, optimizer step) for torch's AdamW (foreach and fused) and for ``MuonAdamW`` (``trocr_lail/optim.py``),
+loss, optimizer step) for torch's AdamW (foreach and fused) and for ``MuonAdamW`` (``trocr_lail/training/optim.py``),
 interleaved, medians. The Trainer's step also computes the CTC and guide losses, so the optimizer's share of a real
 step is a little smaller than here.
 
@@ -18,10 +18,11 @@ import copy
 import torch
 
 from common import BASELINE_RECIPE, device, interleaved_medians, print_table, read_recipe, rows, to_device
-from trocr_lail.ctc import CtcVisionEncoderDecoderModel  # after common, which puts this checkout first on sys.path
+# after common, which puts this checkout first on sys.path
 from trocr_lail.data.collator import LineCollator
-from trocr_lail.loading import load_processor_and_model
-from trocr_lail.trainer import LineRecognitionTrainer
+from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
+from trocr_lail.models.loading import load_processor_and_model
+from trocr_lail.training.trainer import LineRecognitionTrainer
 
 
 def optimizers(training_args) -> dict:

@@ -1,4 +1,4 @@
-"""Run an ablation grid (see trocr_lail/ablation.py for the grid format) and write a Markdown table + plot.
+"""Run an ablation grid (see trocr_lail/experiments/ablation.py for the grid format) and write a Markdown table + plot.
 
     python recipes/ablate.py --grid recipes/ablations/quickstart.yaml
     python recipes/ablate.py --grid recipes/ablations/quickstart.yaml --dry_run   # print the commands only
@@ -9,8 +9,8 @@
 
 import argparse
 
-from trocr_lail.ablation import Grid, run_grid
-from trocr_lail.ablation_report import write_report
+from trocr_lail.experiments.ablation import Grid, run_grid
+from trocr_lail.experiments.ablation_report import write_report
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,8 +10,8 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from trocr_lail.loading import set_special_tokens  # noqa: E402
-from trocr_lail.tiny import build_tiny_model, build_tiny_processor  # noqa: E402
+from trocr_lail.models.loading import set_special_tokens  # noqa: E402
+from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor  # noqa: E402
 
 TINY_ARGS = ["--model_name_or_path", "tiny", "--tiny_encoder_layers", "2", "--tiny_encoder_dim", "32",
              "--tiny_decoder_layers", "1", "--tiny_decoder_dim", "32", "--tiny_image_height", "16",
@@ -38,7 +38,7 @@ def tiny_model(tiny_processor):
 
 def export_tiny(processor, out_dir, seed: int = 0, max_length: int = 10, num_beams: int = 1):
     """A tiny random model exported like a run's export/ (seconds, offline)."""
-    from trocr_lail.export import export_model
+    from trocr_lail.hub.export import export_model
 
     model = make_tiny_model(processor, seed=seed, dropout=0.0)
     return export_model(model, processor, out_dir, num_beams=num_beams, max_length=max_length)
@@ -48,7 +48,7 @@ def save_tiny_llm(llm_dir):
     """A 1-layer Llama with the tiny char tokenizer, standing in for the frozen LAIL LLM."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trocr_lail.tiny import build_char_tokenizer
+    from trocr_lail.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     torch.manual_seed(0)

@@ -9,11 +9,11 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
-from trocr_lail.distributed import close_process_group  # noqa: E402
 from trocr_lail.data.collator import LailCollator, LineCollator  # noqa: E402
+from trocr_lail.distributed import close_process_group  # noqa: E402
 from trocr_lail.lail.trainer import LailTrainer  # noqa: E402
-from trocr_lail.tiny import build_tiny_processor  # noqa: E402
-from trocr_lail.trainer import LineRecognitionTrainer  # noqa: E402
+from trocr_lail.models.tiny import build_tiny_processor  # noqa: E402
+from trocr_lail.training.trainer import LineRecognitionTrainer  # noqa: E402
 
 from conftest import make_tiny_model  # noqa: E402
 from test_lail import dataset, make_lail, training_args  # noqa: E402

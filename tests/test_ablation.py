@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from trocr_lail.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, steps_run, to_flags
-from trocr_lail.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
-from trocr_lail.metrics import line_edits
-from trocr_lail.run import parse_args
-from trocr_lail.uncertainty import paired_bootstrap
+from trocr_lail.evaluation.metrics import line_edits
+from trocr_lail.experiments.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, steps_run, to_flags
+from trocr_lail.experiments.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
+from trocr_lail.experiments.uncertainty import paired_bootstrap
+from trocr_lail.parser import parse_recipe
 
 from conftest import TINY_ARGS, save_tiny_llm
 
@@ -43,10 +43,10 @@ def test_cell_flags_reach_the_run_arguments(tmp_path):
                                      cells=[{"name": "baseline", "lail": False, "synthetic_train_samples": 100}]))
     lail_cmd, base_cmd = (command(grid, cell) for cell in grid.cells)
     assert lail_cmd[:2] == [sys.executable, str(Path(__file__).parents[1] / "recipes/finetune.py")]
-    model, data, training, lail, _ = parse_args(lail_cmd[2:])
+    model, data, training, lail, _ = parse_recipe(lail_cmd[2:])
     assert lail.lail_layers == [1, 2] and lail.lail_alpha == 0.25 and lail.lail
     assert training.output_dir == str(tmp_path / "out" / "layers=1-2_alpha=0.25")
-    _, data, _, lail, _ = parse_args(base_cmd[2:])
+    _, data, _, lail, _ = parse_recipe(base_cmd[2:])
     assert not lail.lail and data.synthetic_train_samples == 100
     assert to_flags({"augment": False, "lail_layers": [3, 6]}) == ["--augment", "false", "--lail_layers", "3", "6"]
     with pytest.raises(ValueError, match="null"):
@@ -68,7 +68,7 @@ def test_seeds_run_every_cell_once_per_seed(tmp_path):
     assert [(cell.name, seed) for cell, seed in grid.runs()] == [("baseline", 3), ("baseline", 4), ("lail", 3),
                                                                  ("lail", 4)]
     cmd = command(grid, *grid.runs()[3])
-    _, _, training, lail, _ = parse_args(cmd[2:])
+    _, _, training, lail, _ = parse_recipe(cmd[2:])
     assert training.seed == 4 and lail.lail_alpha == 0.25
     assert training.output_dir == str(tmp_path / "out" / "lail" / "seed-4")
     for bad in ([], [1, 1], "3", [1.5]):

@@ -193,13 +193,13 @@ def test_row_numbers_are_one_based_everywhere(tmp_path, tiny_processor):
 def test_validate_command_lists_bad_metadata_lines(broken_metadata, tmp_path, capsys):
     import yaml
 
-    from trocr_lail.data.validate import main as validate_main
+    from trocr_lail.cli import main as cli_main
 
     from conftest import TINY_ARGS
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"data_dir": str(broken_metadata), "validation_split": None,
                                       "test_split": None}))
-    assert validate_main(["--config", str(recipe), *TINY_ARGS]) == 1
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS]) == 1
     out = capsys.readouterr().out
     assert "train: 9 rows, 7 bad" in out and "metadata.jsonl line 3: not valid JSON" in out

@@ -9,10 +9,10 @@ import shutil
 import pytest
 import torch
 
-from trocr_lail import checkpoints
-from trocr_lail.checkpoints import checkpoint_problem, last_complete_checkpoint, resolve_resume
 from trocr_lail.data.collator import LineCollator
-from trocr_lail.trainer import LineRecognitionTrainer
+from trocr_lail.training import checkpoints
+from trocr_lail.training.checkpoints import checkpoint_problem, last_complete_checkpoint, resolve_resume
+from trocr_lail.training.trainer import LineRecognitionTrainer
 
 from conftest import make_tiny_model
 from test_lail import dataset, training_args
@@ -29,7 +29,7 @@ def train(output_dir, processor, max_steps=4, resume=None, **overrides):
 
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     out = tmp_path_factory.mktemp("run")
     train(out, build_tiny_processor(16, 64))

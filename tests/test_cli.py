@@ -9,15 +9,15 @@ from PIL import Image
 
 from trocr_lail.cli import SUBCOMMANDS, main
 from trocr_lail.data.synthetic import generate
-from trocr_lail.inference import LineReader
-from trocr_lail.metrics import cer
+from trocr_lail.evaluation.metrics import cer
+from trocr_lail.inference.reader import LineReader
 
 from conftest import export_tiny, run_tf4_pipeline
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     return export_tiny(build_tiny_processor(16, 64), tmp_path_factory.mktemp("export"), max_length=10)
 
@@ -119,9 +119,9 @@ def test_evaluate_released_line_on_a_bin_only_checkpoint(tmp_path, capsys, caplo
     from safetensors.torch import load_file
 
     from recipe_smoke import write_line_folder
-    from trocr_lail.export import export_model
-    from trocr_lail.loading import set_special_tokens
-    from trocr_lail.tiny import build_tiny_model, build_tiny_processor
+    from trocr_lail.hub.export import export_model
+    from trocr_lail.models.loading import set_special_tokens
+    from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
 
     processor = build_tiny_processor(16, 64)
     model = build_tiny_model(processor, encoder_layers=1, encoder_dim=32, decoder_layers=1, decoder_dim=32,

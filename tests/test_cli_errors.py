@@ -14,7 +14,7 @@ from PIL import Image
 from trocr_lail import cli
 from trocr_lail.cli import main, run_script
 from trocr_lail.data.images import DecodeImages, load_rgb
-from trocr_lail.inference import load_image
+from trocr_lail.inference.reader import load_image
 
 from conftest import export_tiny
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     return export_tiny(build_tiny_processor(16, 64), tmp_path_factory.mktemp("export"), max_length=6)
 

@@ -20,7 +20,7 @@ STEPS, SAVE_EVERY = 12, 4
 # Slows each step (not its math) so the kill lands between checkpoints: loaded at interpreter start-up.
 SLOW_STEPS = """
 import time
-from trocr_lail.trainer import LineRecognitionTrainer
+from trocr_lail.training.trainer import LineRecognitionTrainer
 _step = LineRecognitionTrainer.training_step
 def training_step(self, *args, **kwargs):
     time.sleep(0.25)

@@ -10,13 +10,13 @@ from safetensors import safe_open
 from transformers import VisionEncoderDecoderModel, ViTConfig
 
 from trocr_lail.configs import TrainingArguments
-from trocr_lail.ctc import CtcVisionEncoderDecoderModel, ctc_greedy_decode, ctc_loss_sum, ctc_targets, patch_grid
 from trocr_lail.data.collator import LailCollator, LineCollator
-from trocr_lail.export import export_model
+from trocr_lail.hub.export import export_model
 from trocr_lail.lail.config import LailArguments
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
+from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel, ctc_greedy_decode, ctc_loss_sum, ctc_targets, patch_grid
+from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model
 from test_lail import dataset, make_llm, training_args
@@ -184,7 +184,7 @@ def test_resume_without_a_ctc_head_is_an_error(tmp_path, tiny_processor):
 
 
 def test_lail_and_ctc_combine(tmp_path, tiny_processor):
-    from trocr_lail.tiny import build_char_tokenizer
+    from trocr_lail.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     ctc_model = make_ctc_model(tiny_processor)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from trocr_lail.degradations import DEGRADATIONS, add_degraded_splits, degrade, degraded_split
+from trocr_lail.evaluation.degradations import DEGRADATIONS, add_degraded_splits, degrade, degraded_split
 
 
 def line_image(mode="L", size=(192, 32)):

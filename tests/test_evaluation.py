@@ -5,8 +5,8 @@ import json
 
 from trocr_lail.cli import main
 from trocr_lail.data.synthetic import generate
-from trocr_lail.inference import LineReader
-from trocr_lail.tiny import build_tiny_processor
+from trocr_lail.inference.reader import LineReader
+from trocr_lail.models.tiny import build_tiny_processor
 
 from conftest import export_tiny
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from trocr_lail.configs import TrainingArguments
-from trocr_lail.guided_attention import ctc_align, guided_attention_loss_sum
-from trocr_lail.trainer import token_cross_entropy
-from trocr_lail.ctc import ctc_loss_sum
+from trocr_lail.models.ctc import ctc_loss_sum
+from trocr_lail.training.guided_attention import ctc_align, guided_attention_loss_sum
+from trocr_lail.training.trainer import token_cross_entropy
 
 from test_ctc import collate, ctc_trainer
 

@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 from transformers import VisionEncoderDecoderModel
 
-from trocr_lail.card import render_card, validate_card
-from trocr_lail.hub import PushError, prepare_upload, push, take_push_request
+from trocr_lail.hub.card import render_card, validate_card
+from trocr_lail.hub.push import PushError, prepare_upload, push, take_push_request
 from trocr_lail.run import main
 
 from conftest import TINY_ARGS, run_tf4_pipeline, save_tiny_llm
@@ -107,7 +107,7 @@ def _line_images(folder, count=3):
 
 @pytest.mark.slow
 def test_dry_run_folder_loads_in_transformers_4_57_pipeline(lail_run, tmp_path):
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = _line_images(tmp_path)
     upload = lail_run / "hub_upload"
@@ -118,7 +118,7 @@ def test_dry_run_folder_loads_in_transformers_4_57_pipeline(lail_run, tmp_path):
 def test_dry_run_folder_reads_with_the_image_to_text_pipeline_on_5x(lail_run, tmp_path):
     from transformers import pipeline
 
-    from trocr_lail.inference import LineReader
+    from trocr_lail.inference.reader import LineReader
 
     paths = _line_images(tmp_path)
     upload = lail_run / "hub_upload"
@@ -197,8 +197,8 @@ def test_push_license_defaults_to_the_base_checkpoint_and_is_required():
 
 
 def test_card_names_muon_when_it_replaced_optim(tmp_path):
-    from trocr_lail.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+    from trocr_lail.hub.card import run_facts
 
     facts = run_facts(ModelArguments(), DataArguments(synthetic=True),
                       TrainingArguments(output_dir=str(tmp_path), report_to="none", optim_muon=True), None,
@@ -267,8 +267,8 @@ def _check_metadata_with_huggingface_hub(text: str, facts: dict) -> None:
 
 
 def test_card_of_a_hub_start_names_base_model_license_and_dataset(tmp_path):
-    from trocr_lail.card import run_facts
     from trocr_lail.configs import DataArguments, ModelArguments, TrainingArguments
+    from trocr_lail.hub.card import run_facts
 
     facts = run_facts(ModelArguments(model_name_or_path="microsoft/trocr-base-stage1"),
                       DataArguments(dataset_name="Teklia/IAM-line"),

@@ -6,7 +6,7 @@ from PIL import Image
 
 from trocr_lail.data.images import BadImage
 from trocr_lail.data.synthetic import generate
-from trocr_lail.inference import LineReader, collect_image_paths, load_image
+from trocr_lail.inference.reader import LineReader, collect_image_paths, load_image
 
 from conftest import export_tiny
 
@@ -18,7 +18,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     return export_tiny(build_tiny_processor(16, 64), tmp_path_factory.mktemp("export"), max_length=10)
 

@@ -16,8 +16,8 @@ from trocr_lail.lail.config import LailArguments, alpha_at
 from trocr_lail.lail.connectors import build_connector
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.tiny import build_char_tokenizer
-from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
+from trocr_lail.models.tiny import build_char_tokenizer
+from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model
 
@@ -206,7 +206,7 @@ def test_every_k_steps_skips_the_llm(tmp_path, tiny_processor, llm_tokenizer):
 
 
 def test_llm_is_absent_from_checkpoints_and_export(tmp_path, tiny_processor, llm_tokenizer):
-    from trocr_lail.export import export_model
+    from trocr_lail.hub.export import export_model
 
     trainer, model, llm = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                        args_overrides={"save_strategy": "steps", "save_steps": 2, "max_steps": 2})
@@ -250,7 +250,7 @@ def test_resume_without_connectors_is_an_error(tmp_path, tiny_processor, llm_tok
 
 
 def test_evaluation_logs_the_lail_loss(tmp_path, tiny_processor, llm_tokenizer):
-    from trocr_lail.metrics import build_compute_metrics
+    from trocr_lail.evaluation.metrics import build_compute_metrics
 
     trainer, _, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                  args_overrides={"generation_max_length": 8, "per_device_eval_batch_size": 4})

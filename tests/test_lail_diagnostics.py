@@ -42,7 +42,7 @@ def test_prefix_information_is_logged_as_uncond_minus_prefixed(tmp_path, tiny_pr
 
 def test_evaluation_logs_prefix_information(tmp_path, tiny_processor, llm_tokenizer):
     from test_lail import dataset
-    from trocr_lail.metrics import build_compute_metrics
+    from trocr_lail.evaluation.metrics import build_compute_metrics
 
     trainer, _, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
                                  args_overrides={"generation_max_length": 8, "per_device_eval_batch_size": 4})
@@ -108,7 +108,7 @@ def smollm2_batch():
     from trocr_lail.data.collator import LailCollator
     from trocr_lail.lail.config import LailArguments
     from trocr_lail.lail.llm import load_frozen_llm
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     llm, tokenizer = load_frozen_llm(LailArguments(lail=True, lail_llm="smollm2"))
     processor = build_tiny_processor(image_height=16, image_width=64)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from trocr_lail.configs import TrainingArguments
 from trocr_lail.data.collator import LineCollator
-from trocr_lail.trainer import LineRecognitionTrainer, token_cross_entropy
+from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model
 

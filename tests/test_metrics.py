@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from trocr_lail.metrics import build_compute_metrics, cer, line_cer, wer
+from trocr_lail.evaluation.metrics import build_compute_metrics, cer, line_cer, wer
 
 
 def test_cer_is_corpus_level_total_edits_over_total_reference_chars():

@@ -8,8 +8,8 @@ from transformers import TrainerCallback
 
 from trocr_lail.data.collator import LailCollator, LineCollator
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.nonfinite import NonFiniteLossError
-from trocr_lail.trainer import LineRecognitionTrainer
+from trocr_lail.training.nonfinite import NonFiniteLossError
+from trocr_lail.training.trainer import LineRecognitionTrainer
 
 from conftest import make_tiny_model
 from test_lail import dataset, make_lail, training_args

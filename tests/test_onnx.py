@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trocr_lail.inference import LineReader
+from trocr_lail.inference.reader import LineReader
 
 from conftest import tf4_python
 from test_pipeline import image_sensitive_export
@@ -21,11 +21,11 @@ def quickstart_shaped_export(out_dir: Path) -> Path:
     """The quickstart recipe's model (architecture, processor, max length), random weights: no training needed."""
     import torch
 
-    from trocr_lail.loading import load_processor_and_model
-    from trocr_lail.run import parse_args
+    from trocr_lail.models.loading import load_processor_and_model
+    from trocr_lail.parser import parse_recipe
 
-    model_args, *_ = parse_args(["--config", str(ROOT / "recipes" / "quickstart" / "baseline.yaml"),
-                                 "--output_dir", str(out_dir.parent / "unused")])
+    model_args, *_ = parse_recipe(["--config", str(ROOT / "recipes" / "quickstart" / "baseline.yaml"),
+                                   "--output_dir", str(out_dir.parent / "unused")])
     torch.manual_seed(0)
     processor, model = load_processor_and_model(model_args)
     return image_sensitive_export(out_dir, processor, model, max_length=24)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from trocr_lail.ctc import CtcVisionEncoderDecoderModel
-from trocr_lail.optim import MuonAdamW, build_muon_adamw, muon_parameter_names, zeropower_via_newton_schulz
+from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
+from trocr_lail.training.optim import MuonAdamW, build_muon_adamw, muon_parameter_names, zeropower_via_newton_schulz
 
 from conftest import make_tiny_model
 from test_lail import lail_trainer, training_args

@@ -19,7 +19,7 @@ def test_pyproject_lists_every_package():
 
 
 def test_source_tree_finds_templates():
-    from trocr_lail.card import template_path
+    from trocr_lail.hub.card import template_path
 
     assert template_path("model_card.md").read_text().startswith("---\n{{ card_data }}")
     assert template_path("lail_sidecar.md").is_file()
@@ -38,7 +38,8 @@ def test_wheel_ships_templates_and_entry_point(tmp_path):
     assert {"trocr_lail/hub_cards/model_card.md", "trocr_lail/hub_cards/lail_sidecar.md"} <= names
     assert "trocr-lail = trocr_lail.cli:main" in entry_points
     # Import from the unpacked wheel only (as an installed package): the template must come from inside it.
-    found = subprocess.run([sys.executable, "-c", "from trocr_lail.card import template_path; print(template_path())"],
+    found = subprocess.run([sys.executable, "-c",
+                            "from trocr_lail.hub.card import template_path; print(template_path())"],
                            capture_output=True, text=True, cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert found.returncode == 0, found.stderr[-3000:]

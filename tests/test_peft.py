@@ -5,10 +5,10 @@ import torch
 from safetensors import safe_open
 from transformers import VisionEncoderDecoderModel
 
-from trocr_lail.adapters import PeftArguments, apply_peft, target_modules
 from trocr_lail.data.collator import LailCollator
-from trocr_lail.export import export_model
+from trocr_lail.hub.export import export_model
 from trocr_lail.lail.trainer import LailTrainer
+from trocr_lail.models.adapters import PeftArguments, apply_peft, target_modules
 
 from test_lail import batch, dataset, llm_tokenizer, make_lail, training_args  # noqa: F401 (fixture)
 

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from trocr_lail import pipeline as line_pipeline
 from trocr_lail.data.synthetic import generate
-from trocr_lail.export import export_model
-from trocr_lail.hub import prepare_upload
-from trocr_lail.inference import LineReader
-from trocr_lail.tiny import build_tiny_processor
+from trocr_lail.hub.export import export_model
+from trocr_lail.hub.push import prepare_upload
+from trocr_lail.inference import pipeline as line_pipeline
+from trocr_lail.inference.reader import LineReader
+from trocr_lail.models.tiny import build_tiny_processor
 
 from conftest import make_tiny_model
 

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from trocr_lail.plots import plot_training, series
+from trocr_lail.training.plots import plot_training, series
 
 
 def test_series_reads_log_history():

@@ -11,6 +11,7 @@ import pytest
 
 from trocr_lail import preflight, run
 from trocr_lail.lail.config import normalise_layers
+from trocr_lail.parser import parse_recipe  # the same parse as run.main
 from trocr_lail.preflight import SettingsError, check_loaded_model, check_output_dir, estimate_run_bytes
 
 from conftest import TINY_ARGS
@@ -59,7 +60,7 @@ def test_out_of_range_layers_of_a_loaded_model(tiny_model):
 
 
 def test_logs_name_the_tapped_layer(tmp_path, tiny_processor):
-    from trocr_lail.tiny import build_char_tokenizer
+    from trocr_lail.models.tiny import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     trainer, model, _ = lail_trainer(tmp_path, tiny_processor, tokenizer, layers=(-1, -3))
@@ -101,9 +102,7 @@ def test_several_bad_settings_are_listed_together(tmp_path, no_loading):
 
 
 def test_config_presets_and_hub_ids_are_not_rejected(tmp_path, monkeypatch):
-    from trocr_lail.parser import RecipeParser  # noqa: F401 - the same parse as run.main
-
-    model_args, data_args, training_args, lail_args, peft_args = run.parse_args(
+    model_args, data_args, training_args, lail_args, peft_args = parse_recipe(
         [*TINY_ARGS, "--synthetic", "true", "--output_dir", str(tmp_path), "--lail", "true",
          "--lail_layers", "99", "--model_name_or_path", "microsoft/trocr-base-stage1"])
     preflight.check_settings(model_args, data_args, training_args, lail_args, peft_args)  # depth unknown: later
@@ -115,7 +114,7 @@ def test_config_presets_and_hub_ids_are_not_rejected(tmp_path, monkeypatch):
 
 
 def test_save_steps_without_a_save_strategy_warns(tmp_path, caplog):
-    args = run.parse_args(["--config", "recipes/quickstart/baseline.yaml", "--save_steps", "10",
+    args = parse_recipe(["--config", "recipes/quickstart/baseline.yaml", "--save_steps", "10",
                            "--output_dir", str(tmp_path)])
     with caplog.at_level(logging.WARNING, logger="trocr_lail"):
         preflight.check_settings(*args)
@@ -123,13 +122,13 @@ def test_save_steps_without_a_save_strategy_warns(tmp_path, caplog):
            "--save_strategy steps" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="trocr_lail"):
-        preflight.check_settings(*run.parse_args(["--config", "recipes/quickstart/baseline.yaml",
+        preflight.check_settings(*parse_recipe(["--config", "recipes/quickstart/baseline.yaml",
                                                   "--output_dir", str(tmp_path)]))
     assert "save_steps" not in caplog.text
     assert "has no effect" not in caplog.text  # the quickstart sets optim_muon and leaves optim alone
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="trocr_lail"):
-        preflight.check_settings(*run.parse_args(["--config", "recipes/quickstart/baseline.yaml",
+        preflight.check_settings(*parse_recipe(["--config", "recipes/quickstart/baseline.yaml",
                                                   "--output_dir", str(tmp_path), "--optim", "sgd"]))
     assert "optim = sgd has no effect: optim_muon is true" in caplog.text
 
@@ -190,7 +189,7 @@ def test_full_output_disk_fails_before_data_loading(tmp_path, monkeypatch):
 
 
 def test_null_on_the_command_line_means_none(tmp_path):
-    _, data_args, training_args, *_ = run.parse_args(["--synthetic", "true", "--validation_split", "null",
+    _, data_args, training_args, *_ = parse_recipe(["--synthetic", "true", "--validation_split", "null",
                                                       "--test_split", "None", "--output_dir", str(tmp_path)])
     assert data_args.validation_split is None and data_args.test_split is None
     assert data_args.train_split == "train" and training_args.output_dir == str(tmp_path)

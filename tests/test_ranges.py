@@ -11,7 +11,7 @@ from PIL import Image
 from trocr_lail.cli import main as cli_main
 from trocr_lail.data.stream import SyntheticLineStream
 from trocr_lail.data.synthetic import LineSpec
-from trocr_lail.ranges import CONFIG_KEY, measure, out_of_range
+from trocr_lail.inference.ranges import CONFIG_KEY, measure, out_of_range
 from trocr_lail.run import main
 
 from conftest import TINY_ARGS

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from recipe_smoke import write_line_folder
 from trocr_lail.lail.connectors import build_connector
-from trocr_lail.loading import set_special_tokens
-from trocr_lail.shapes import build_config, build_model, build_processor
+from trocr_lail.models.loading import set_special_tokens
+from trocr_lail.models.shapes import build_config, build_model, build_processor
 
 # The published config.json values of microsoft/trocr-*-stage1 (encoder, decoder).
 PUBLISHED = {

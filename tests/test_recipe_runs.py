@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-import trocr_lail.loading
+import trocr_lail.models.loading
 from recipe_smoke import slim_model, smoke_recipe, write_line_folder
 from trocr_lail.run import main
 
@@ -42,7 +42,7 @@ def test_recipe_runs_two_steps(recipe_path, line_folder, tmp_path, out_dir, monk
     recipe = smoke_recipe(recipe_path, line_folder, out_dir)
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe))
-    monkeypatch.setattr(trocr_lail.loading, "build_model", slim_model)
+    monkeypatch.setattr(trocr_lail.models.loading, "build_model", slim_model)
     main(["--config", str(config)])
     out = out_dir
     state = json.loads((out / "trainer_state.json").read_text())

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trocr_lail.run import parse_args
+from trocr_lail.parser import parse_recipe
 
 # accelerate_configs/ holds launcher configs (test_accelerate_configs.py), ablations/ grids (below).
 RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/*/*.yaml")
@@ -23,7 +23,7 @@ def test_recipes_exist():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_parses(recipe):
-    model, data, training, lail, _ = parse_args(["--config", str(recipe), *CPU])
+    model, data, training, lail, _ = parse_recipe(["--config", str(recipe), *CPU])
     assert training.output_dir.startswith("outputs/")
     assert lail.lail == recipe.stem.startswith("lail")
 
@@ -33,7 +33,7 @@ def test_recipe_parses(recipe):
 def test_paper_recipes(size, paper_cer, kind):
     """The IAM recipes carry the paper's fine-tuning command (shared/reference/trocr-paper-recipe.md)."""
     recipe = Path(__file__).parents[1] / f"recipes/trocr-{size}/{kind}.yaml"
-    model, data, training, *_ = parse_args(["--config", str(recipe), *CPU])
+    model, data, training, *_ = parse_recipe(["--config", str(recipe), *CPU])
     assert model.model_name_or_path == f"microsoft/trocr-{size}-stage1" and model.image_resample == "bicubic"
     assert data.dataset_name == "Teklia/IAM-line" and data.augment == "da2"
     assert training.learning_rate == 2e-5 and training.warmup_steps == 500 and training.weight_decay == 1e-4
@@ -50,7 +50,7 @@ def test_paper_recipes(size, paper_cer, kind):
 def test_fairseq_inverse_sqrt_warms_up_from_warmup_init_lr():
     import torch
 
-    from trocr_lail.schedules import fairseq_inverse_sqrt
+    from trocr_lail.training.schedules import fairseq_inverse_sqrt
 
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5)
     scheduler = fairseq_inverse_sqrt(optimizer, warmup_steps=500, warmup_init_lr=1e-8)
@@ -65,13 +65,13 @@ def test_fairseq_inverse_sqrt_warms_up_from_warmup_init_lr():
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: p.name)
 def test_ablation_grids_expand_to_valid_runs(grid_file):
-    from trocr_lail.ablation import FINETUNE, Grid, command
+    from trocr_lail.experiments.ablation import FINETUNE, Grid, command
 
     grid = Grid.from_file(grid_file)
     assert grid.cells
     for cell in grid.cells:
         cmd = command(grid, cell)
-        parse_args(cmd[cmd.index(str(FINETUNE)) + 1:] + CPU)  # every cell's flags are valid run arguments
+        parse_recipe(cmd[cmd.index(str(FINETUNE)) + 1:] + CPU)  # every cell's flags are valid run arguments
 
 
 def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():

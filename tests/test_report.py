@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from trocr_lail.report import char_confusions, worst_lines, write_report
+from trocr_lail.evaluation.report import char_confusions, worst_lines, write_report
 
 
 def test_char_confusions_follow_the_cer_alignment():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trocr_lail.data.collator import LineCollator
-from trocr_lail.trainer import LineRecognitionTrainer
+from trocr_lail.training.trainer import LineRecognitionTrainer
 
 from conftest import make_tiny_model
 from test_lail import dataset, training_args

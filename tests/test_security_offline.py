@@ -12,7 +12,7 @@ from trocr_lail.configs import DataArguments, ModelArguments
 from trocr_lail.data.sources import load_splits
 from trocr_lail.lail.config import LailArguments
 from trocr_lail.lail.llm import load_frozen_llm
-from trocr_lail.loading import hub_kwargs, load_processor_and_model
+from trocr_lail.models.loading import hub_kwargs, load_processor_and_model
 from trocr_lail.run import main
 
 from conftest import TINY_ARGS, make_tiny_model

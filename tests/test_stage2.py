@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import trocr_lail.loading
+import trocr_lail.models.loading
 from recipe_smoke import slim_model
 from trocr_lail.run import main
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("size", ["small", "base", "large"])
 def test_stage2_recipe_trains_on_the_stream(size, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(trocr_lail.loading, "build_model", slim_model)
+    monkeypatch.setattr(trocr_lail.models.loading, "build_model", slim_model)
     out = tmp_path / "out"
     metrics = main(["--config", str(ROOT / f"recipes/trocr-{size}/stage2-synthetic.yaml"),
                     "--model_name_or_path", "config:trocr-small", "--fp16", "false", "--use_cpu", "true",

@@ -46,7 +46,7 @@ def test_cached_sets_are_the_first_lines_of_the_stream():
 
 def test_lines_resized_in_the_worker_collate_to_the_processors_pixel_values():
     from trocr_lail.data.collator import LineCollator
-    from trocr_lail.tiny import build_tiny_processor
+    from trocr_lail.models.tiny import build_tiny_processor
 
     processor = build_tiny_processor(64, 96)
     images, resized = SyntheticLineStream(LineSpec(seed=5), 4), SyntheticLineStream(LineSpec(seed=5), 4)

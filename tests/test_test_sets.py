@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from trocr_lail.metrics import cer
+from trocr_lail.evaluation.metrics import cer
 
 from conftest import TINY_ARGS, save_tiny_llm
 

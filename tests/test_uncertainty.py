@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from trocr_lail.metrics import cer, line_edits
-from trocr_lail.uncertainty import NO_EFFECT, mean_std, paired_bootstrap
+from trocr_lail.evaluation.metrics import cer, line_edits
+from trocr_lail.experiments.uncertainty import NO_EFFECT, mean_std, paired_bootstrap
 
 
 def test_line_edits_sum_to_the_corpus_cer():

@@ -8,13 +8,13 @@ import pytest
 import yaml
 from PIL import Image
 
+from trocr_lail.cli import main as cli_main
 from trocr_lail.configs import DataArguments
 from trocr_lail.data import images as images_module
 from trocr_lail.data.collator import LineCollator
 from trocr_lail.data.images import BadImage, DecodeImages, load_rgb, open_image, to_rgb
 from trocr_lail.data.prepare import prepare_splits, skip_report
 from trocr_lail.data.sources import _standard_columns, load_splits
-from trocr_lail.data.validate import main as validate_main
 from trocr_lail.data.validate import validate_split
 
 from conftest import TINY_ARGS
@@ -169,15 +169,11 @@ def test_validate_command(bad_folder, tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"data_dir": str(bad_folder), "validation_split": None, "test_split": None,
                                       "max_target_length": 10}))
-    assert validate_main(["--config", str(recipe), *TINY_ARGS]) == 1
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS]) == 1
     out = capsys.readouterr().out
     assert "train: 9 rows, 7 bad" in out and "corrupt.png" in out and "5 over max_target_length=10" in out
-    assert validate_main(["--config", str(recipe), *TINY_ARGS, "--skip_bad_samples", "true",
-                          "--max_target_length", "64"]) == 1  # skipping is a training choice; the check still fails
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS, "--skip_bad_samples", "true",
+                     "--max_target_length", "64"]) == 1  # skipping is a training choice; the check still fails
     write_split(tmp_path / "clean" / "train", [("a.png", "ab", good)])
-    assert validate_main(["--config", str(recipe), *TINY_ARGS, "--data_dir", str(tmp_path / "clean")]) == 0
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS, "--data_dir", str(tmp_path / "clean")]) == 0
     assert "OK: every row is usable" in capsys.readouterr().out
-    from trocr_lail.cli import main as cli_main  # the same check as `trocr-lail validate`
-
-    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS]) == 1
-    assert "corrupt.png" in capsys.readouterr().out

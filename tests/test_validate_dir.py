@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from trocr_lail.cli import main
-from trocr_lail.tiny import build_tiny_processor
+from trocr_lail.models.tiny import build_tiny_processor
 
 from conftest import export_tiny
 

@@ -1,6 +1,6 @@
 """trocr-lail: fine-tune TrOCR with Hugging Face Trainer, plus LAIL. Importing the package registers its
-``trocr-image-to-text`` pipeline with transformers (``trocr_lail/pipeline.py``)."""
+``trocr-image-to-text`` pipeline with transformers (``trocr_lail/inference/pipeline.py``)."""
 
-from .pipeline import register as _register_pipeline
+from .inference.pipeline import register as _register_pipeline
 
 _register_pipeline()

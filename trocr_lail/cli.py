@@ -1,5 +1,5 @@
-"""``trocr-lail``: predict, evaluate, export, push. Each subcommand is an ``add_<name>`` function that declares
-its arguments and sets ``run``; ``SUBCOMMANDS`` at the bottom is the one place that lists them."""
+"""``trocr-lail``: predict, evaluate, export, push, validate, render. Each subcommand is an ``add_<name>`` function
+that declares its arguments and sets ``run``; ``SUBCOMMANDS`` at the bottom is the one place that lists them."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _reader(args):
-    from .inference import LineReader
+    from .inference.reader import LineReader
 
     return LineReader.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                       strict_safetensors=args.strict_safetensors, image_resample=args.image_resample)
@@ -48,8 +48,8 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
-    from .inference import collect_image_paths, load_image
-    from .ranges import warn_inputs
+    from .inference.ranges import warn_inputs
+    from .inference.reader import collect_image_paths, load_image
 
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")
@@ -127,7 +127,7 @@ def run_evaluate(args, extra: list[str]) -> int:
     from transformers import HfArgumentParser
 
     from .configs import DataArguments
-    from .evaluation import evaluate_model
+    from .evaluation.evaluate import evaluate_model
 
     parser = HfArgumentParser(DataArguments)
     if args.config:  # a training recipe: only its data settings matter here
@@ -161,8 +161,8 @@ def run_export(args) -> int:
 
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-    from .export import export_model, export_onnx, onnx_exporter
-    from .loading import set_special_tokens
+    from .hub.export import export_model, export_onnx, onnx_exporter
+    from .models.loading import set_special_tokens
 
     if args.onnx:
         onnx_exporter()  # missing optimum: say so before loading anything
@@ -200,7 +200,7 @@ def add_push(parser: argparse.ArgumentParser) -> None:
 
 
 def run_push(args) -> int:
-    from .hub import prepare_upload, push
+    from .hub.push import prepare_upload, push
 
     if bool(args.output_dir) == bool(args.folder):
         raise SystemExit("trocr-lail push: give either OUTPUT_DIR or --folder")
@@ -238,7 +238,7 @@ def run_validate(args, extra: list[str]) -> int:
                              "(or override it: --model_name_or_path MODEL)")
         overrides = [*extra, *(["--max_target_length", str(args.max_target_length)] if args.max_target_length
                                else [])]
-        return validate.run(argparse.Namespace(config=args.config, overrides=overrides))
+        return _validate_recipe(["--config", args.config, *overrides])
     if len(extra) != 1 or extra[0].startswith("-"):
         raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
                          f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
@@ -270,11 +270,50 @@ def run_validate(args, extra: list[str]) -> int:
                            "(no --model: tokenizer coverage and target lengths not checked)")
 
 
-def add_render(parser: argparse.ArgumentParser) -> None:
-    from .data.sheet import add_arguments, run
+def _validate_recipe(argv: list[str]) -> int:
+    """Check the splits a recipe loads against its model's tokenizer; 1 if any row is bad."""
+    from .data import validate
+    from .data.sources import load_splits, metadata_scans
+    from .models.loading import load_processor
+    from .parser import parse_recipe
 
-    add_arguments(parser)
-    parser.set_defaults(run=run)
+    model_args, data_args, *_ = parse_recipe(argv)
+    processor = load_processor(model_args)
+    splits = load_splits(data_args)
+    summary = validate.validate_splits(splits, processor.tokenizer, model_args.max_target_length,
+                                       check_images=data_args.validate_images, scans=metadata_scans(data_args, splits))
+    return validate.report(summary)
+
+
+# --- render --------------------------------------------------------------------------------------------------
+def add_render(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sheet", required=True, help="Output image (.png).")
+    parser.add_argument("--config", default=None,
+                        help="Recipe whose synthetic settings (text files, font folder, printed share, ...) to use.")
+    parser.add_argument("--split", default="train", choices=("train", "validation", "test"),
+                        help="Which split's fonts and text (default train).")
+    parser.add_argument("--lines", type=int, default=24, help="Rows on the sheet (default 24).")
+    parser.add_argument("--seed", type=int, default=None, help="Rendering seed (default: the recipe's, or 0).")
+    parser.add_argument("--start", type=int, default=0, help="First line index (default 0).")
+    parser.set_defaults(run=run_render)
+
+
+def run_render(args) -> int:
+    from .data.sheet import contact_sheet
+    from .data.synthetic import LineSpec
+
+    if args.config:
+        from .data.stream import line_spec
+        from .parser import parse_recipe
+
+        spec = line_spec(parse_recipe(["--config", args.config])[1], args.split)
+    else:
+        spec = LineSpec(split=args.split)
+    if args.seed is not None:
+        spec = LineSpec(**{**spec.__dict__, "seed": args.seed})
+    contact_sheet(spec, args.lines, start=args.start).save(args.sheet)
+    print(f"wrote {args.lines} {args.split} lines (seed {spec.seed}) to {args.sheet}")
+    return 0
 
 
 SUBCOMMANDS = {
@@ -298,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "the input or the settings are wrong" (their messages say what and what to do), as opposed
     to bugs: these print as one message, without a traceback."""
-    from .hub import PushError
-    from .nonfinite import NonFiniteLossError
+    from .hub.push import PushError
+    from .training.nonfinite import NonFiniteLossError
 
     return ValueError, OSError, NonFiniteLossError, PushError
 

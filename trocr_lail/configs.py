@@ -13,8 +13,8 @@ class ModelArguments:
         default="tiny",
         metadata={"help": "Hub id (e.g. microsoft/trocr-base-stage1), local model dir, 'config:trocr-small' / "
                           "'config:trocr-base' / 'config:trocr-large' (the published architectures with random "
-                          "weights and a locally trained tokenizer, offline: trocr_lail/shapes.py), or 'tiny' (a small "
-                          "TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
+                          "weights and a locally trained tokenizer, offline: trocr_lail/models/shapes.py), or "
+                          "'tiny' (a small TrOCR-shaped model with a character tokenizer, offline, CPU-friendly)."},
     )
     processor_name_or_path: str | None = field(
         default=None, metadata={"help": "Processor to load if it differs from model_name_or_path."})
@@ -92,14 +92,13 @@ class DataArguments:
     test_split: str | None = field(default="test", metadata={"help": "Split for the final test CER; null to skip."})
     test_degradations: list[str] = field(
         default_factory=list, metadata={"help": "Also test on degraded copies of the test split: blur, low_contrast, "
-                                                "ink_gaps, noise (trocr_lail/degradations.py)."})
+                                                "ink_gaps, noise (trocr_lail/evaluation/degradations.py)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test splits."})
     validate_images: bool = field(
         default=True, metadata={"help": "Before training, decode every image of every split once (main process) "
                                         "to catch unreadable, empty or absurdly sized files; false checks text "
-                                        "only (for a large dataset already checked with "
-                                        "`python -m trocr_lail.data.validate`)."})
+                                        "only (for a large dataset already checked with `trocr-lail validate`)."})
     skip_bad_samples: bool = field(
         default=False, metadata={"help": "Drop rows that fail validation, and images that fail to decode during "
                                          "training, counting them (reported before training and at the end), "
@@ -156,16 +155,17 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
-                                       "out of the export. Speeds up learning where to look (trocr_lail/ctc.py)."})
+                                       "out of the export. Speeds up learning where to look "
+                                       "(trocr_lail/models/ctc.py)."})
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "
-                                       "learns where to look from the CTC head (trocr_lail/guided_attention.py). "
-                                       "Training only; 0 = off."})
+                                       "learns where to look from the CTC head "
+                                       "(trocr_lail/training/guided_attention.py). Training only; 0 = off."})
     optim_muon: bool = field(
         default=False, metadata={"help": "Train the transformer blocks' weight matrices with Muon and everything else "
-                                         "with AdamW, at one learning rate and schedule (trocr_lail/optim.py). "
-                                         "Replaces `optim`."})
+                                         "with AdamW, at one learning rate and schedule "
+                                         "(trocr_lail/training/optim.py). Replaces `optim`."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -10,6 +10,9 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .configs import DataArguments, ModelArguments, TrainingArguments
+from .lail.config import LailArguments
+from .models.adapters import PeftArguments
 
 NULLS = ("null", "None", "~")  # YAML's spellings of None, also accepted on the command line
 
@@ -58,3 +61,10 @@ class RecipeParser(HfArgumentParser):
             raise ValueError(f"Unknown keys in recipe {path}: {', '.join(unknown)}. "
                              "Run with --help to list the valid arguments.")
         return recipe
+
+
+def parse_recipe(argv: list[str] | None = None) -> tuple:
+    """The arguments of a training run, ``(model, data, training, lail, peft)``, from ``--config recipe.yaml`` plus
+    flags (``sys.argv`` when ``argv`` is None)."""
+    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, LailArguments, PeftArguments))
+    return parser.parse_args_and_config(argv)

@@ -45,7 +45,7 @@ def model_source_problem(option: str, name: str | None, special: tuple[str, ...]
     if not name or name in special:
         return None
     if name.startswith("config:"):  # config:<preset>: a published architecture built from its config
-        from .shapes import SHAPES
+        from .models.shapes import SHAPES
 
         return None if name[len("config:"):] in SHAPES else \
             f"{option} = {name!r}: allowed presets are {', '.join('config:' + s for s in SHAPES)}"
@@ -68,7 +68,7 @@ def encoder_shape(model_args) -> tuple[int, int] | None:
     """(layers, width) of the encoder, when the config alone gives them: the tiny model, or a local folder."""
     if model_args.model_name_or_path == "tiny":
         return model_args.tiny_encoder_layers, model_args.tiny_encoder_dim
-    from .shapes import build_config, is_config_name
+    from .models.shapes import build_config, is_config_name
 
     if is_config_name(model_args.model_name_or_path):
         try:
@@ -162,7 +162,7 @@ def _data_problems(data_args, training_args) -> list[str]:
 
 
 def _training_problems(model_args, training_args) -> list[str]:
-    from .nonfinite import POLICIES
+    from .training.nonfinite import POLICIES
 
     problems = []
     _positive(problems, training_args, "per_device_train_batch_size", "per_device_eval_batch_size",
@@ -205,7 +205,7 @@ def _warn_without_effect(training_args) -> None:
     optim = _strategy(training_args.optim)
     if getattr(training_args, "optim_muon", False) and optim != _strategy(_default(cls, "optim")):
         logger.warning("optim = %s has no effect: optim_muon is true, so Muon and AdamW train the model "
-                       "(trocr_lail/optim.py).", optim)
+                       "(trocr_lail/training/optim.py).", optim)
     if _strategy(training_args.eval_strategy) == "no" and training_args.eval_steps is not None:
         logger.warning("eval_steps = %s has no effect: eval_strategy is 'no'. Add --eval_strategy steps.",
                        training_args.eval_steps)

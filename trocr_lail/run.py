@@ -10,36 +10,31 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from .adapters import PeftArguments, apply_peft
-from .configs import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import disk_full_guard, resolve_resume
-from .ctc import CtcVisionEncoderDecoderModel
-from .degradations import add_degraded_splits
+from .configs import ModelArguments, TrainingArguments
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
-from .export import export_model
-from .hub import publish, save_run_facts, take_push_request
+from .evaluation.degradations import add_degraded_splits
+from .evaluation.metrics import build_compute_metrics, decode, line_cer
+from .evaluation.test_sets import evaluate_test_sets
+from .hub.export import export_model
+from .hub.push import publish, save_run_facts, take_push_request
+from .inference.ranges import record as record_training_ranges
 from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
-from .loading import load_processor_and_model
-from .metrics import build_compute_metrics, decode, line_cer
-from .parser import RecipeParser
-from .plots import plot_training
+from .models.adapters import apply_peft
+from .models.ctc import CtcVisionEncoderDecoderModel
+from .models.loading import load_processor_and_model
+from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
-from .test_sets import evaluate_test_sets
-from .ranges import record as record_training_ranges
+from .training.checkpoints import disk_full_guard, resolve_resume
+from .training.plots import plot_training
 
 logger = logging.getLogger("trocr_lail")
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = RecipeParser((ModelArguments, DataArguments, TrainingArguments, LailArguments, PeftArguments))
-    return parser.parse_args_and_config(argv)
-
-
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args, lail_args, peft_args = parse_args(argv)
+    model_args, data_args, training_args, lail_args, peft_args = parse_recipe(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     check_settings(model_args, data_args, training_args, lail_args, peft_args)  # seconds, before any loading
@@ -145,7 +140,7 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
 
 
 def build_trainer(model, processor, args, train_dataset, eval_dataset, collator, trainer_class=None, **kwargs):
-    from .trainer import LineRecognitionTrainer
+    from .training.trainer import LineRecognitionTrainer
 
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     return (trainer_class or LineRecognitionTrainer)(

@@ -58,7 +58,7 @@ class LineCollator:
         usable = [example for example in examples if example.get("image", PIXELS) is not None]
         if not usable:
             raise BadImage(f"All {len(examples)} images of a batch failed to decode (see the warnings above); "
-                           "check the dataset with `python -m trocr_lail.data.validate`.")
+                           "check the dataset with `trocr-lail validate`.")
         return self.collate(usable)
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:

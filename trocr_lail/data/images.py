@@ -146,7 +146,7 @@ class DecodeImages:
                 images.append(load_rgb(value))
             except BadImage as err:
                 if not self.skip_bad:
-                    raise BadImage(f"{err}. Run `python -m trocr_lail.data.validate` on the dataset, or set "
+                    raise BadImage(f"{err}. Run `trocr-lail validate` on the dataset, or set "
                                    "skip_bad_samples: true to skip such rows.") from None
                 with self.skipped.get_lock():
                     self.skipped.value += 1

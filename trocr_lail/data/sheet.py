@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from PIL import Image, ImageDraw, ImageFont
 
 from .synthetic import LineFactory, LineSpec
@@ -31,31 +29,3 @@ def contact_sheet(spec: LineSpec, lines: int = 24, width: int = 1400, start: int
         sheet.paste(image.convert("RGB"), (MARGIN, y + CAPTION_HEIGHT))
         y += ROW_HEIGHT + CAPTION_HEIGHT + MARGIN
     return sheet
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--sheet", required=True, help="Output image (.png).")
-    parser.add_argument("--config", default=None,
-                        help="Recipe whose synthetic settings (text files, font folder, printed share, ...) to use.")
-    parser.add_argument("--split", default="train", choices=("train", "validation", "test"),
-                        help="Which split's fonts and text (default train).")
-    parser.add_argument("--lines", type=int, default=24, help="Rows on the sheet (default 24).")
-    parser.add_argument("--seed", type=int, default=None, help="Rendering seed (default: the recipe's, or 0).")
-    parser.add_argument("--start", type=int, default=0, help="First line index (default 0).")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.config:
-        from ..run import parse_args
-        from .stream import line_spec
-
-        data_args = parse_args(["--config", args.config])[1]
-        spec = line_spec(data_args, args.split)
-    else:
-        spec = LineSpec(split=args.split)
-    if args.seed is not None:
-        spec = LineSpec(**{**spec.__dict__, "seed": args.seed})
-    contact_sheet(spec, args.lines, start=args.start).save(args.sheet)
-    print(f"wrote {args.lines} {args.split} lines (seed {spec.seed}) to {args.sheet}")
-    return 0

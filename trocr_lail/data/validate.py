@@ -1,7 +1,7 @@
 """Check a dataset before any training step: every image decodes (and converts to RGB), has a sane size, every
 transcription is non-empty and encodable by the tokenizer, and how many exceed ``max_target_length``.
 
-    python -m trocr_lail.data.validate --config recipes/trocr-base/baseline.yaml [--flag value ...]
+    trocr-lail validate --config recipes/trocr-base/baseline.yaml [--flag value ...]
 
 ``run.main`` calls :func:`validate_splits` before training: problems stop the run with an error naming each row
 and file, or, with ``skip_bad_samples``, the rows are dropped and counted. Policy on cost: every image is
@@ -12,8 +12,6 @@ Synthetic data (rendered by us, in process) gets the text checks only during tra
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -173,27 +171,6 @@ def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: 
                               for name, dataset in splits.items()}, max_target_length)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of the ``validate`` command (for a CLI's sub-parser). Recipe fields can be overridden with their
-    own flags (``--data_dir data/``): parse with ``parse_known_args`` and store the rest in ``args.overrides``."""
-    parser.add_argument("--config", required=True, help="YAML recipe whose data and model settings to check.")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Load the recipe's splits and tokenizer, print the summary; exit status 1 if any row is bad."""
-    from ..loading import load_processor
-    from ..run import parse_args
-    from .sources import load_splits, metadata_scans
-
-    model_args, data_args, *_ = parse_args(["--config", args.config, *getattr(args, "overrides", [])])
-    processor = load_processor(model_args)
-    splits = load_splits(data_args)
-    summary = validate_splits(splits, processor.tokenizer, model_args.max_target_length,
-                              check_images=data_args.validate_images, scans=metadata_scans(data_args, splits))
-    return report(summary)
-
-
 def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
     """Print the summary; 1 if any row is bad, else 0."""
     print(summary.format() + (f"\n{tokenizer_note}" if tokenizer_note else ""))
@@ -204,14 +181,6 @@ def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m trocr_lail.data.validate", description=__doc__,
-                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
-    args, args.overrides = parser.parse_known_args(argv)
-    return run(args)
-
-
-if __name__ == "__main__":
-    from ..cli import run_script
-
-    sys.exit(run_script("python -m trocr_lail.data.validate", main))
+if __name__ == "__main__":  # the old entry point: say what replaced it rather than exit 0 having checked nothing
+    raise SystemExit("`python -m trocr_lail.data.validate` was replaced by `trocr-lail validate --config RECIPE.yaml` "
+                     "(or `trocr-lail validate DIR` for a data folder)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots import _save, series
+from ..training.plots import _save, series
 
 INFO = "lail_prefix_info_layer_"
 MISMATCHED = "lail_prefix_info_mismatched_layer_"

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..availability import hub_resource
-from ..loading import note_pickle_weights, weights_kwargs
+from ..models.loading import note_pickle_weights, weights_kwargs
 from .config import LailArguments
 from .smollm2 import smollm2_dir
 

@@ -8,7 +8,7 @@ The LLM is deliberately *not* a submodule: it never appears in ``state_dict()``,
 groups, checkpoints, DDP buckets or the export. Inference (``generate``) never touches it.
 
 The class derives from ``CtcVisionEncoderDecoderModel``: with ``config.ctc`` set it also carries the training-only
-CTC head of hybrid CTC/attention (``trocr_lail/ctc.py``), so the two auxiliary losses combine.
+CTC head of hybrid CTC/attention (``trocr_lail/models/ctc.py``), so the two auxiliary losses combine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.utils.checkpoint
 from torch import nn
 from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
-from ..ctc import CtcSeq2SeqLMOutput, CtcVisionEncoderDecoderModel
+from ..models.ctc import CtcSeq2SeqLMOutput, CtcVisionEncoderDecoderModel
 from .config import normalise_layers
 from .connectors import build_connector
 

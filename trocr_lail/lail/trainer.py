@@ -25,7 +25,7 @@ import logging
 
 import torch
 
-from ..trainer import LineRecognitionTrainer
+from ..training.trainer import LineRecognitionTrainer
 from .config import LailArguments, alpha_at
 from .llm import prepare_llm_for_deepspeed
 

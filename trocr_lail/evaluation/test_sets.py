@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .ctc import ctc_read
+from ..models.ctc import ctc_read
 from .metrics import cer, decode, wer
 
 

@@ -135,7 +135,7 @@ def publish(output_dir: str | Path, request: dict) -> Path:
 def _write_sidecar(output_dir: Path, dest: Path, repo_id: str | None, facts: dict) -> None:
     import jinja2
 
-    from .lail.sidecar import write_sidecar
+    from ..lail.sidecar import write_sidecar
 
     write_sidecar(output_dir, dest, facts.get("lail_training"))
     llm = (facts.get("lail") or {}).get("llm", "the LLM used in training")

@@ -55,7 +55,7 @@ def write_report(report_dir: str | Path, title: str, metrics: dict[str, float | 
 
     ``images`` are PIL images or paths, aligned with ``references``; ``metrics`` go into the summary table as
     given (rates between 0 and 1 are shown as percentages)."""
-    from .inference import load_image
+    from ..inference.reader import load_image
 
     report_dir = Path(report_dir)
     (report_dir / "images").mkdir(parents=True, exist_ok=True)

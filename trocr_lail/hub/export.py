@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
-from . import pipeline
-from .adapters import merged
+from ..inference import pipeline
+from ..models.adapters import merged
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
 ONNX_TASK = "image-to-text-with-past"  # encoder, decoder and decoder-with-past graphs: fast greedy and beam search

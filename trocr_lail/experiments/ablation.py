@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-FINETUNE = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
+FINETUNE = Path(__file__).resolve().parents[2] / "recipes" / "finetune.py"
 BUDGET_KEYS = ("seed", "max_steps", "num_train_epochs")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .data.images import load_rgb
+from ..data.images import load_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
 
@@ -74,7 +74,7 @@ class LineReader:
         ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-        from .loading import note_pickle_weights, set_resample, weights_kwargs
+        from ..models.loading import note_pickle_weights, set_resample, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
         processor = set_resample(TrOCRProcessor.from_pretrained(model_dir, **common), image_resample)

@@ -6,7 +6,7 @@ micro-batches, all processes) only to models that declare they use it. VisionEnc
 divided by that count, so ``gradient_accumulation_steps=2, batch=b`` gives the same loss and gradients as
 ``batch=2b``, also when line lengths differ between micro-batches.
 
-With ``ctc_weight > 0`` (hybrid CTC/attention, ``trocr_lail/ctc.py``) the loss is
+With ``ctc_weight > 0`` (hybrid CTC/attention, ``trocr_lail/models/ctc.py``) the loss is
 ``(sum_tokens CE + ctc_weight * sum_lines CTC) / num_items_in_batch``: the CTC term is normalised by the same
 target-token count, so it is exact under accumulation too. Component losses (``s2s_loss``, ``ctc_loss``, both
 per target token of the micro-batch) are logged next to ``loss``.
@@ -23,8 +23,8 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..models.ctc import ctc_loss_sum
 from .checkpoints import disk_full_guard
-from .ctc import ctc_loss_sum
 from .guided_attention import ctc_align, guided_attention_loss_sum
 from .nonfinite import NonFiniteLossGuard
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import datasets
 
-from .configs import DataArguments
-from .data.sources import load_split, require_clean_metadata
-from .inference import LineReader
+from ..configs import DataArguments
+from ..data.sources import load_split, require_clean_metadata
+from ..inference.ranges import warn_inputs
+from ..inference.reader import LineReader
 from .metrics import cer, wer
-from .ranges import warn_inputs
 from .report import write_report
 
 

@@ -9,9 +9,9 @@ import json
 import re
 from pathlib import Path
 
+from ..evaluation.metrics import line_edits
+from ..evaluation.test_sets import predictions_file
 from .ablation import Grid, baseline_of
-from .metrics import line_edits
-from .test_sets import predictions_file
 from .uncertainty import Difference, mean_std, paired_bootstrap
 
 METRIC = re.compile(r"^(test(?:_[a-z_]+)?)_cer$")

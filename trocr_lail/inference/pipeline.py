@@ -9,9 +9,9 @@ mechanism), so that, with transformers alone::
     reader("line.png")                          # [{'generated_text': '...'}]
     reader(["a.png", "b.png"], batch_size=8)    # [[{'generated_text': ...}], [{'generated_text': ...}]]
 
-It reads like ``trocr_lail.inference.LineReader`` (``trocr-lail predict``): EXIF orientation applied, transparency
-put on white paper, 16-bit grey scaled to 8 bits (as training decodes it), the model's generation config unless
-overridden.
+It reads like ``trocr_lail.inference.reader.LineReader`` (``trocr-lail predict``): EXIF orientation applied,
+transparency put on white paper, 16-bit grey scaled to 8 bits (as training decodes it), the model's generation config
+unless overridden.
 ``import trocr_lail`` registers the same class locally as the ``trocr-image-to-text`` task (no remote code).
 
 This file is copied into exported models: it may import only the standard library, PIL and transformers

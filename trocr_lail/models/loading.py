@@ -7,8 +7,8 @@ from pathlib import Path
 
 from transformers import GenerationConfig, TrOCRProcessor, VisionEncoderDecoderModel
 
-from .availability import hub_resource
-from .configs import ModelArguments
+from ..availability import hub_resource
+from ..configs import ModelArguments
 from .shapes import build_model, build_processor, is_config_name
 from .tiny import build_tiny_model, build_tiny_processor
 

@@ -118,7 +118,7 @@ def build_tokenizer(kind: str, vocab_size: int = 4000) -> PreTrainedTokenizerFas
 
 @lru_cache(maxsize=4)
 def _trained_backend(kind: str, vocab_size: int) -> str:
-    from .data.corpus import corpus_path
+    from ..data.corpus import corpus_path
 
     special = list(SPECIAL_TOKENS)
     if kind == "bpe":  # RoBERTa / GPT-2: byte-level BPE, no prefix space

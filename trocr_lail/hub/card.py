@@ -32,7 +32,7 @@ def template_path(name: str = "model_card.md") -> Path:
     packaged = Path(str(resources.files("trocr_lail"))) / "hub_cards" / name
     if packaged.is_file():
         return packaged
-    source = Path(__file__).resolve().parent.parent / "hub_cards" / name
+    source = Path(__file__).resolve().parents[2] / "hub_cards" / name  # trocr_lail/hub/card.py -> the checkout
     if source.is_file():
         return source
     raise FileNotFoundError(f"Model card template {name} is neither in the package ({packaged}) nor in the "
