@@ -39,9 +39,9 @@ def main(out: str, mode: str) -> None:
         history = [{k: v for k, v in e.items() if "loss" in k} for e in trainer.state.log_history if "loss" in e]
         (__import__("pathlib").Path(out) / "losses.json").write_text(json.dumps(history))
         save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, f"{out}/weights.safetensors")
-    close_process_group()
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     main(sys.argv[1], sys.argv[2])
+    close_process_group()  # after main, which released the trainer and its DDP model (they hold the group too)
