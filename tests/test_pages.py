@@ -1,7 +1,9 @@
 """PAGE-XML and ALTO pages in (lines cut by polygon or baseline, text, order, bad input named and counted) and out
 (``trocr-lail predict PAGES_DIR --output OUT`` changes only the text)."""
 
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 from trocr_lail.cli import main
 from trocr_lail.configs import DataArguments
 from trocr_lail.data.sources import load_local_split, load_split, metadata_scans
+from trocr_lail.data.prepare import skip_report
 from trocr_lail.data.validate import validate_splits
 from trocr_lail.models.tiny import build_tiny_processor
 
@@ -87,6 +90,7 @@ def test_every_bad_page_and_line_is_named_and_counted(tmp_path, capsys):
     for where, what in expected:
         assert any(where in text and what in text for text in shown), (where, shown)
     assert summary.splits["train"].num_bad() == 6 and len(shown) == 6
+    assert "6 row(s) before training" in skip_report(summary, {})  # skip_bad_samples counts them like bad rows
 
     problems = tmp_path / "problems.txt"
     assert main(["validate", str(tmp_path / "data"), "--problems_file", str(problems)]) == 1
@@ -149,3 +153,17 @@ def test_predict_on_pages_changes_only_the_text_and_never_the_inputs(tmp_path, m
     assert len(texts) == 3 and not set(texts) & set(TEXTS.values())  # a random model: not the input's text
     with pytest.raises(ValueError, match="overwrite"):
         main(["predict", str(model), str(pages), "--output", str(pages), "--debug", "--device", "cpu"])
+
+
+def test_evaluate_on_pages_reports_cer_per_page_and_overall(tmp_path, model, capsys):
+    write_page(tmp_path / "data" / "test", "a", xml=page_xml(2019, image="a.png"))
+    write_page(tmp_path / "data" / "test", "b", xml=alto_xml(4, image="b.png"))
+    report = tmp_path / "report"
+    assert main(["evaluate", str(model), "--data_dir", str(tmp_path / "data"), "--split", "test", "--report_dir",
+                 str(report), "--no_progress", "--device", "cpu"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert {Path(page).name: scores["lines"] for page, scores in metrics["pages"].items()} == {"a.xml": 3, "b.xml": 3}
+    assert metrics["lines"] == 6 and all(0 < scores["cer"] for scores in metrics["pages"].values())
+    rows = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
+    assert [row["line_id"] for row in rows] == READING_ORDER + ["l1", "l2", "l3"]
+    assert "a.xml" in capsys.readouterr().out

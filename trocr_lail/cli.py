@@ -169,6 +169,8 @@ def run_evaluate(args, extra: list[str]) -> int:
                              num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
     print(f"CER {metrics['cer']:.2%}  WER {metrics['wer']:.2%}  on {metrics['lines']} lines of '{args.split}' "
           f"(beams {metrics['num_beams']}); report: {Path(args.report_dir) / 'report.html'}")
+    for page, scores in metrics.get("pages", {}).items():
+        print(f"  CER {scores['cer']:.2%} on {scores['lines']} lines of {page}")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 
 from ..configs import DataArguments
-from ..data.sources import load_split, require_clean_metadata
+from ..data.sources import PageScan, load_split, metadata_scans, require_clean_metadata
 from ..inference.ranges import warn_inputs
 from ..inference.reader import LineReader
 from .metrics import cer, wer
@@ -44,9 +44,24 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
     report_dir = Path(report_dir)
     write_report(report_dir, f"Evaluation of {model_name} on split '{split}'", metrics, images, references,
                  predictions, num_worst=num_worst)
+    scan = metadata_scans(data_args, [split]).get(split) if data_args.data_dir else None
+    lines = scan.rows[: len(references)] if isinstance(scan, PageScan) else None  # (xml, line id, image, order)
+    if lines:
+        metrics["pages"] = page_cers(lines, references, predictions)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
         for row, (source, truth, prediction) in enumerate(zip(image_sources(dataset), references, predictions)):
             record = {"row": row, "image": source, "text": truth, "prediction": prediction}
+            if lines:
+                record.update(page=lines[row][0], line_id=lines[row][1])
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return metrics
+
+
+def page_cers(lines: list[tuple], references: list[str], predictions: list[str]) -> dict[str, dict]:
+    """CER and line count per page file, for splits of PAGE/ALTO pages (corpus CER over the page's lines)."""
+    pages: dict[str, list[int]] = {}
+    for row, line in enumerate(lines):
+        pages.setdefault(line[0], []).append(row)
+    return {page: {"cer": cer([references[r] for r in rows], [predictions[r] for r in rows]), "lines": len(rows)}
+            for page, rows in pages.items()}
