@@ -59,8 +59,8 @@ def alto_xml(version=4, image="page.png", lines=LINES, polygons=True):
     for id_, text, poly in lines:
         xs, ys = [x for x, _ in poly], [y for _, y in poly]
         rect = f'HPOS="{min(xs):g}" VPOS="{min(ys):g}" WIDTH="{max(xs) - min(xs):g}" HEIGHT="{max(ys) - min(ys):g}"'
-        shape = (f'<Shape><Polygon POINTS="{points(poly) if version == 4 else " ".join(f"{x:g} {y:g}" for x, y in poly)}"/>'
-                 f'</Shape>' if polygons else "")
+        spaced = " ".join(f"{x:g} {y:g}" for x, y in poly)  # ALTO 2/3 write polygons as "x y x y ..."
+        shape = f'<Shape><Polygon POINTS="{points(poly) if version == 4 else spaced}"/></Shape>' if polygons else ""
         words = text.split()
         strings = '<SP/>'.join(f'<String CONTENT="{w}" HPOS="{min(xs):g}" VPOS="{min(ys):g}"/>' for w in words)
         body += f'<TextLine ID="{id_}" {rect} BASELINE="{max(ys) - 5:g}">{shape}{strings}</TextLine>'

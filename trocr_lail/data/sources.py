@@ -266,7 +266,8 @@ def load_page_split(folder: Path, root: Path, files: list[Path] | None = None) -
             cuts.append((line.text, polygon))
         if cuts:
             jobs.append((str(page.image), cuts))
-            stamps += [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in (page.page.xml, page.image)]
+            stamps += [(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+                       for path in (page.page.xml, page.image)]
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
     if not jobs:
         return datasets.Dataset.from_dict({"image": [], "text": []}, features=features), scan
