@@ -17,7 +17,7 @@ from trocr_lail.data.validate import validate_splits
 from trocr_lail.models.tiny import build_tiny_processor
 
 from conftest import export_tiny
-from page_fixtures import GREY, LINES, alto_xml, page_xml, write_page
+from page_fixtures import GREY, LINES, alto_xml, page_xml, render_page, write_page
 
 READING_ORDER = ["l2", "l3", "l1"]  # page_xml's ReadingOrder puts region r2 first
 BOXES = {id_: (min(x for x, _ in p), min(y for _, y in p), max(x for x, _ in p), max(y for _, y in p))
@@ -167,3 +167,25 @@ def test_evaluate_on_pages_reports_cer_per_page_and_overall(tmp_path, model, cap
     rows = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
     assert [row["line_id"] for row in rows] == READING_ORDER + ["l1", "l2", "l3"]
     assert "a.xml" in capsys.readouterr().out
+
+
+def test_lines_are_cut_once_and_cut_again_when_a_page_changes(tmp_path):
+    folder = tmp_path / "train"
+    write_page(folder)
+    first, _ = _split(folder)
+    again = load_local_split(folder)
+    assert again.cache_files == first.cache_files  # the cached cut lines, not a new cut
+    render_page(folder / "page.png", [(id_, text.upper(), poly) for id_, text, poly in LINES])
+    changed = load_local_split(folder)
+    assert changed.cache_files != first.cache_files
+
+
+def test_coordinates_follow_an_image_smaller_than_the_xml_says(tmp_path):
+    doubled = [(id_, text, [(2 * x, 2 * y) for x, y in poly]) for id_, text, poly in LINES]
+    xml = page_xml(2019, lines=doubled).replace('imageWidth="400" imageHeight="240"', 'imageWidth="800" '
+                                                                                      'imageHeight="480"')
+    write_page(tmp_path / "train", xml=xml)
+    dataset, scan = _split(tmp_path / "train")
+    for (_, id_, _, _), image in zip(scan.rows, dataset["image"]):
+        left, top, right, bottom = BOXES[id_]
+        assert image.size == (right - left, bottom - top)

@@ -109,6 +109,14 @@ def line_polygon(line: Line, size: tuple[int, int], height: float) -> list[Point
     return polygon
 
 
+def _rescale(page: Page, sx: float, sy: float) -> None:
+    """PAGE and ALTO coordinates are in the XML's page size; a smaller or larger image file (a downscaled copy)
+    gets them scaled to its own pixels."""
+    for line in page.lines:
+        line.polygon = [(x * sx, y * sy) for x, y in line.polygon]
+        line.baseline = [(x * sx, y * sy) for x, y in line.baseline]
+
+
 def scan_pages(folder: Path, root: Path | None = None, files: list[Path] | None = None) -> PagesScan:
     """Every page file under ``folder`` (or just ``files``), checked; images must lie inside ``root`` (default
     ``folder``)."""
@@ -125,6 +133,8 @@ def scan_pages(folder: Path, root: Path | None = None, files: list[Path] | None 
         except (PageFileError, ValueError, OSError) as err:
             scan.problems.append((str(path), None, str(err).removeprefix(f"{path}: ")))
             continue
+        if page.width and page.height and (page.width, page.height) != size:
+            _rescale(page, size[0] / page.width, size[1] / page.height)
         heights = [_bbox(line.polygon)[3] - _bbox(line.polygon)[1] for line in page.lines
                    if len(line.polygon) >= 3 and not line.problem]
         height = statistics.median(heights) if heights else DEFAULT_LINE_HEIGHT
