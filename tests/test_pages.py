@@ -151,6 +151,10 @@ def test_predict_on_pages_changes_only_the_text_and_never_the_inputs(tmp_path, m
     else:
         texts = [" ".join(s.get("CONTENT") for s in line if s.tag.endswith("}String")) for line in lines]
     assert len(texts) == 3 and not set(texts) & set(TEXTS.values())  # a random model: not the input's text
+    confs = ([float(q.get("conf")) for line in lines for q in line if q.tag.endswith("}TextEquiv")
+              and q.get("index") in (None, "0")] if kind == "page" else
+             [float(s.get("WC")) for line in lines for s in line if s.tag.endswith("}String")])
+    assert confs and all(0 < conf <= 1 for conf in confs)
     with pytest.raises(ValueError, match="overwrite"):
         main(["predict", str(model), str(pages), "--output", str(pages), "--debug", "--device", "cpu"])
 
@@ -189,3 +193,27 @@ def test_coordinates_follow_an_image_smaller_than_the_xml_says(tmp_path):
     for (_, id_, _, _), image in zip(scan.rows, dataset["image"]):
         left, top, right, bottom = BOXES[id_]
         assert image.size == (right - left, bottom - top)
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_line_confidence_is_the_geometric_mean_of_the_chosen_tokens_probabilities(model, num_beams):
+    import torch
+
+    from trocr_lail.inference.reader import LineReader
+
+    reader = LineReader.from_pretrained(model, device="cpu")
+    images = [Image.new("RGB", (120, 30), "white"), Image.effect_noise((120, 30), 80).convert("RGB")]
+    scored = reader.read_scored(images, num_beams=num_beams)
+    assert [text for text, _ in scored] == reader.read_loaded(images, num_beams=num_beams)
+    if num_beams == 1:  # greedy: recompute from a teacher-forced pass over the chosen tokens, up to EOS
+        pixels = reader.processor(images=images, return_tensors="pt").pixel_values
+        ids = reader.model.generate(pixels)
+        with torch.no_grad():
+            logits = reader.model(pixel_values=pixels, decoder_input_ids=ids[:, :-1]).logits
+        probs = logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+        eos = reader.model.generation_config.eos_token_id
+        for row, (_, conf) in enumerate(scored):
+            chosen = ids[row, 1:].tolist()
+            end = chosen.index(eos) + 1 if eos in chosen else len(chosen)
+            assert conf == pytest.approx(probs[row, :end].mean().exp().item(), rel=1e-4)
+    assert all(0 < conf <= 1 for _, conf in scored)

@@ -4,7 +4,8 @@ and write a copy of every page file with the recognised text (``trocr-lail predi
 Every line with usable geometry is read, with or without a transcription in the input. The copies keep the
 input's folder layout under the output folder; an input file is never written (an output folder that would
 overwrite one is refused). Lines that cannot be cut, and page files that cannot be read, are reported and left
-as they are (unreadable page files are not copied).
+as they are (unreadable page files are not copied). Each line's confidence (``LineReader.read_scored``: the
+geometric mean of its tokens' probabilities) goes into PAGE ``conf`` and ALTO ``WC`` (the line's, on every word).
 """
 
 from __future__ import annotations
@@ -53,11 +54,10 @@ def read_pages(reader, folder: Path, out_dir: Path, progress: bool = False, **ge
         cuts = [cut_line(image, polygon) for _, polygon in page.lines]
         texts = []
         for start in range(0, len(cuts), reader.batch_size):
-            texts += reader.read_loaded(cuts[start : start + reader.batch_size], **generate_kwargs)
+            texts += reader.read_scored(cuts[start : start + reader.batch_size], **generate_kwargs)
             if bar is not None:
                 bar.update(len(cuts[start : start + reader.batch_size]))
-        # Confidence is not computed yet: conf / WC are left out rather than invented.
-        recognised = {line.id: (text, None) for (line, _), text in zip(page.lines, texts)}
+        recognised = {line.id: scored for (line, _), scored in zip(page.lines, texts)}
         writer(page.page)(page.page.xml, recognised, targets[page.page.xml])
         result.written.append(targets[page.page.xml])
         result.lines += len(texts)
