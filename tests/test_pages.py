@@ -80,17 +80,20 @@ def test_every_bad_page_and_line_is_named_and_counted(tmp_path, capsys):
                  '<TextEquiv><Unicode>x</Unicode></TextEquiv></TextLine>'
                  '<TextLine id="blank"><Coords points="20,215 300,215 300,235 20,235"/></TextLine>')
     write_page(folder, "lines", xml=page_xml(image="lines.png", extra_line=bad_lines))
+    (tmp_path / "data" / "elsewhere.xml").write_text(page_xml(image="good.png"))
+    (folder / "linked.xml").symlink_to(tmp_path / "data" / "elsewhere.xml")
     dataset, scan = _split(folder)
     assert len(dataset) == 6  # good.xml's and lines.xml's three good lines each
     summary = validate_splits({"train": dataset}, None, 128, scans={"train": scan})
     shown = [str(problem) for problem in summary.problems]
     expected = [("broken.xml", "not well-formed XML"), ("noimage.xml", "not found"),
                 ("escape.xml", "outside the data folder"), ("lines.xml line flat", "degenerate polygon"),
-                ("lines.xml line away", "outside the page"), ("lines.xml line blank", "no transcription")]
+                ("lines.xml line away", "outside the page"), ("lines.xml line blank", "no transcription"),
+                ("linked.xml", "outside the data folder")]
     for where, what in expected:
         assert any(where in text and what in text for text in shown), (where, shown)
-    assert summary.splits["train"].num_bad() == 6 and len(shown) == 6
-    assert "6 row(s) before training" in skip_report(summary, {})  # skip_bad_samples counts them like bad rows
+    assert summary.splits["train"].num_bad() == 7 and len(shown) == 7
+    assert "7 row(s) before training" in skip_report(summary, {})  # skip_bad_samples counts them like bad rows
 
     problems = tmp_path / "problems.txt"
     assert main(["validate", str(tmp_path / "data"), "--problems_file", str(problems)]) == 1
@@ -217,3 +220,15 @@ def test_line_confidence_is_the_geometric_mean_of_the_chosen_tokens_probabilitie
             end = chosen.index(eos) + 1 if eos in chosen else len(chosen)
             assert conf == pytest.approx(probs[row, :end].mean().exp().item(), rel=1e-4)
     assert all(0 < conf <= 1 for _, conf in scored)
+
+
+def test_validate_can_list_every_problem(tmp_path, capsys):
+    folder = tmp_path / "train"
+    for i in range(12):
+        write_page(folder, f"p{i:02d}", image=False, xml=page_xml(image=f"p{i:02d}.png"))
+    assert main(["validate", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not found") == 10 and "... and 2 more problems" in out and "--problems_file" in out
+    assert main(["validate", str(folder), "--all_problems"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not found") == 12 and "more problems" not in out

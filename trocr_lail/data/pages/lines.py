@@ -124,6 +124,8 @@ def scan_pages(folder: Path, root: Path | None = None, files: list[Path] | None 
     scan = PagesScan()
     for path in page_files(folder) if files is None else files:
         try:
+            if not path.resolve().is_relative_to(root):  # a symlink leading out: never read
+                raise ValueError(f"resolves to {path.resolve()}, outside the data folder {root}")
             page = read_page(path)
             if page is None:
                 continue
