@@ -44,7 +44,7 @@ quickstart-lail: assets
 	$(OFFLINE) $(BIN)/python recipes/finetune.py --config recipes/quickstart/lail.yaml
 
 test: assets venv-tf4
-	$(OFFLINE) TROCR_LAIL_TF4_PYTHON=$(abspath $(TF4_VENV))/bin/python $(BIN)/python -m pytest -q
+	$(OFFLINE) TROCR_LAIL_TF4_PYTHON=$(abspath $(TF4_VENV))/bin/python $(BIN)/python -m pytest -q --durations=15
 
 test-fast: assets
 	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow"

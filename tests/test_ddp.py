@@ -19,10 +19,17 @@ HERE = Path(__file__).resolve().parent
 def launch(out: Path, processes: int, mode: str) -> tuple[list[dict], dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                             "--master_port", str(29500 + processes + 10 * (mode == "lail")), str(HERE / "ddp_run.py"),
-                             str(out), mode], env=env, capture_output=True, text=True, timeout=300)
+    # --standalone: a free port of its own, so runs in parallel (another checkout's suite) never join each other.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               str(HERE / "ddp_run.py"), str(out), mode]
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as err:
+        stderr = err.stderr.decode() if isinstance(err.stderr, bytes) else err.stderr or ""  # bytes despite text=True
+        pytest.fail(f"{processes} processes hung for 300 s:\n{stderr[-3000:]}")
     assert result.returncode == 0, result.stderr[-3000:]
+    for sign in ("terminate called", "destroy_process_group"):  # a clean exit on every rank (trocr_lail.distributed)
+        assert sign not in result.stderr + result.stdout, result.stderr[-3000:]
     return json.loads((out / "losses.json").read_text()), load_file(out / "weights.safetensors")
 
 
