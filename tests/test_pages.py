@@ -133,7 +133,7 @@ def model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["page", "alto"])
-def test_predict_on_pages_changes_only_the_text_and_never_the_inputs(tmp_path, model, kind):
+def test_predict_on_pages_changes_only_the_text_and_never_the_inputs(tmp_path, model, kind, capsys):
     pages = tmp_path / "pages"
     write_page(pages, xml=page_xml(2013) if kind == "page" else alto_xml(4))
     before = (pages / "page.xml").read_bytes()
@@ -158,6 +158,11 @@ def test_predict_on_pages_changes_only_the_text_and_never_the_inputs(tmp_path, m
               and q.get("index") in (None, "0")] if kind == "page" else
              [float(s.get("WC")) for line in lines for s in line if s.tag.endswith("}String")])
     assert confs and all(0 < conf <= 1 for conf in confs)
+    write_page(pages, "torn", xml=page_xml(image="torn.png"))
+    (pages / "torn.png").write_bytes((pages / "torn.png").read_bytes()[:300])
+    assert main(["predict", str(model), str(pages), "--output", str(tmp_path / "again"), "--device", "cpu"]) == 0
+    assert (tmp_path / "again" / "page.xml").is_file() and not (tmp_path / "again" / "torn.xml").exists()
+    assert "torn.png" in capsys.readouterr().err  # named, and the other pages read
     with pytest.raises(ValueError, match="overwrite"):
         main(["predict", str(model), str(pages), "--output", str(pages), "--debug", "--device", "cpu"])
 
@@ -232,3 +237,16 @@ def test_validate_can_list_every_problem(tmp_path, capsys):
     assert main(["validate", str(folder), "--all_problems"]) == 1
     out = capsys.readouterr().out
     assert out.count("not found") == 12 and "more problems" not in out
+
+
+def test_a_page_image_that_does_not_decode_makes_its_lines_bad_rows(tmp_path):
+    folder = tmp_path / "train"
+    write_page(folder, "good")
+    write_page(folder, "torn", xml=page_xml(image="torn.png"))
+    data = (folder / "torn.png").read_bytes()
+    (folder / "torn.png").write_bytes(data[: len(data) // 2])  # the header reads, the pixels do not
+    dataset, scan = _split(folder)
+    summary = validate_splits({"train": dataset}, None, 128, scans={"train": scan})
+    bad = [str(problem) for problem in summary.problems]
+    assert len(bad) == 3 and all("torn.xml line l" in text and "corrupt" in text for text in bad), bad
+    assert summary.splits["train"].num_bad() == 3 and len(summary.drop_bad_rows({"train": dataset})["train"]) == 3

@@ -271,18 +271,22 @@ def load_page_split(folder: Path, root: Path, files: list[Path] | None = None) -
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
     if not jobs:
         return datasets.Dataset.from_dict({"image": [], "text": []}, features=features), scan
-    dataset = datasets.Dataset.from_generator(_cut_rows, features=features,
-                                              gen_kwargs={"jobs": jobs, "stamps": tuple(stamps),
-                                                                          "version": CUT_VERSION})
+    kwargs = {"jobs": jobs, "stamps": tuple(stamps), "version": CUT_VERSION}  # a tuple: not a list to shard over
+    dataset = datasets.Dataset.from_generator(_cut_rows, features=features, gen_kwargs=kwargs)
     return dataset, scan
 
 
 def _cut_rows(jobs: list, stamps: list, version: int):
     del stamps, version  # cache-key only (see load_page_split)
-    from .images import load_rgb
+    from .images import PAGE_MAX_PIXELS, BadImage, load_rgb
 
     for image_path, cuts in jobs:
-        page = load_rgb(image_path, max_pixels=400_000_000)  # a page, not a line: the line limits apply to cuts
+        try:
+            page = load_rgb(image_path, max_pixels=PAGE_MAX_PIXELS)
+        except BadImage:  # its header read, its pixels do not: each line's row names the page image, and the
+            # validator reports the same error for it, so it is refused or skipped like any bad row
+            yield from ({"image": {"bytes": None, "path": image_path}, "text": text} for text, _ in cuts)
+            continue
         for text, polygon in cuts:
             buffer = io.BytesIO()
             cut_line(page, polygon).save(buffer, format="PNG", compress_level=1)
@@ -311,8 +315,8 @@ def load_local_split(folder: Path, args: DataArguments | None = None) -> dataset
     return dataset.cast_column("image", datasets.Image())
 
 
-def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan]:
-    """The metadata scans behind the local ``splits`` (empty for Hub and synthetic data)."""
+def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan | PageScan]:
+    """The metadata (or page) scans behind the local ``splits`` (empty for Hub and synthetic data)."""
     if not args.data_dir:
         return {}
     scans = {}

@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.images import load_rgb
+from ..data.images import PAGE_MAX_PIXELS, BadImage, load_rgb
 from ..data.pages.lines import cut_line, scan_pages, writer
-
-PAGE_MAX_PIXELS = 400_000_000  # a page scan, not a line: the line-size limit applies to the cut lines
 
 
 @dataclass
@@ -50,7 +48,11 @@ def read_pages(reader, folder: Path, out_dir: Path, progress: bool = False, **ge
 
         bar = tqdm(total=sum(len(page.lines) for page in scan.pages), unit="line", desc="reading pages")
     for page in scan.pages:
-        image = load_rgb(str(page.image), max_pixels=PAGE_MAX_PIXELS)
+        try:
+            image = load_rgb(str(page.image), max_pixels=PAGE_MAX_PIXELS)
+        except BadImage as err:
+            result.problems.append((str(page.page.xml), None, str(err)))
+            continue
         cuts = [cut_line(image, polygon) for _, polygon in page.lines]
         texts = []
         for start in range(0, len(cuts), reader.batch_size):
