@@ -250,3 +250,18 @@ def test_a_page_image_that_does_not_decode_makes_its_lines_bad_rows(tmp_path):
     bad = [str(problem) for problem in summary.problems]
     assert len(bad) == 3 and all("torn.xml line l" in text and "corrupt" in text for text in bad), bad
     assert summary.splits["train"].num_bad() == 3 and len(summary.drop_bad_rows({"train": dataset})["train"]) == 3
+
+
+def test_predict_on_line_images_adds_confidence_on_request(tmp_path, model, capsys):
+    Image.effect_noise((120, 30), 80).convert("RGB").save(tmp_path / "a.png")
+    assert main(["predict", str(model), str(tmp_path / "a.png"), "--device", "cpu", "--no_progress"]) == 0
+    assert len(capsys.readouterr().out.strip().split("\t")) == 2  # unchanged without the flag
+    out = tmp_path / "lines.jsonl"
+    assert main(["predict", str(model), str(tmp_path / "a.png"), "--confidence", "--output", str(out),
+                 "--device", "cpu", "--no_progress"]) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    from trocr_lail.inference.reader import LineReader
+
+    ((text, conf),) = LineReader.from_pretrained(model, device="cpu").read_scored([Image.open(tmp_path / "a.png")
+                                                                                   .convert("RGB")])
+    assert row["text"] == text and row["conf"] == pytest.approx(conf, abs=1e-4)

@@ -44,6 +44,9 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None,
                         help="Write results to this .jsonl or .csv file (columns file, text) instead of stdout; for "
                              "page folders, the folder for copies of their XML files with the recognised text.")
+    parser.add_argument("--confidence", action="store_true",
+                        help="Add each line's confidence (column conf: the geometric mean of its tokens' "
+                             "probabilities; always written into page files).")
     _generation_args(parser)
     parser.set_defaults(run=run_predict)
 
@@ -77,15 +80,16 @@ def run_predict(args) -> int:
         return 1
     reader = _reader(args)
     warn_inputs(reader.model.config, readable, names=readable)
-    texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
-                        max_length=args.max_length)
-    rows = [{"file": str(path), "text": text} for path, text in zip(readable, texts)]
+    results = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
+                          max_length=args.max_length, scored=args.confidence)
+    rows = [{"file": str(path), "text": result[0], "conf": round(result[1], 4)} if args.confidence else
+            {"file": str(path), "text": result} for path, result in zip(readable, results)]
     if args.output:
         _write_rows(Path(args.output), rows)
         print(f"wrote {len(rows)} lines to {args.output}", file=sys.stderr)
     else:
         for row in rows:
-            print(f"{row['file']}\t{row['text']}")
+            print("\t".join(str(value) for value in row.values()))
     if skipped:
         print(f"{len(skipped)} of {len(paths)} files skipped (unreadable)", file=sys.stderr)
     return 0
@@ -128,7 +132,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["file", "text"])
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["file", "text"])
             writer.writeheader()
             writer.writerows(rows)
     else:
