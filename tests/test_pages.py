@@ -179,6 +179,7 @@ def test_evaluate_on_pages_reports_cer_per_page_and_overall(tmp_path, model, cap
     assert metrics["lines"] == 6 and all(0 < scores["cer"] for scores in metrics["pages"].values())
     rows = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
     assert [row["line_id"] for row in rows] == READING_ORDER + ["l1", "l2", "l3"]
+    assert all(0 < row["confidence"] <= 1 for row in rows) and 0 <= metrics["confidence_ece"] <= 1
     assert "a.xml" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
-"""Evaluate a model on one dataset split: batched reading (the same code as ``predict``), corpus CER/WER, a
-Markdown + HTML report and a JSON file of the metrics."""
+"""Evaluate a model on one dataset split: batched reading (the same code as ``predict``), corpus CER/WER, how
+the line confidences track correctness (``confidence.py``), a Markdown + HTML report and a JSON file of the
+metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..configs import DataArguments
 from ..data.sources import PageScan, load_split, metadata_scans, require_clean_metadata
 from ..inference.ranges import warn_inputs
 from ..inference.reader import LineReader
+from .confidence import calibration
 from .metrics import cer, wer
 from .report import write_report
 
@@ -36,11 +38,13 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
     references = list(dataset["text"])
     warn_inputs(reader.model.config, images, references)
     start = time.perf_counter()
-    predictions = reader.read(images, batch_size=batch_size, progress=progress, **generate_kwargs)
+    scored = reader.read(images, batch_size=batch_size, progress=progress, scored=True, **generate_kwargs)
     seconds = time.perf_counter() - start
+    predictions, confidences = [text for text, _ in scored], [conf for _, conf in scored]
     beams = generate_kwargs.get("num_beams") or reader.model.generation_config.num_beams or 1
     metrics = {"cer": cer(references, predictions), "wer": wer(references, predictions), "lines": len(references),
-               "split": split, "num_beams": beams, "lines_per_second": len(references) / seconds}
+               "split": split, "num_beams": beams, "lines_per_second": len(references) / seconds,
+               **calibration(confidences, references, predictions)}
     report_dir = Path(report_dir)
     write_report(report_dir, f"Evaluation of {model_name} on split '{split}'", metrics, images, references,
                  predictions, num_worst=num_worst)
@@ -51,7 +55,8 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
         for row, (source, truth, prediction) in enumerate(zip(image_sources(dataset), references, predictions)):
-            record = {"row": row, "image": source, "text": truth, "prediction": prediction}
+            record = {"row": row, "image": source, "text": truth, "prediction": prediction,
+                      "confidence": round(confidences[row], 6)}
             if lines:
                 record.update(page=lines[row][0], line_id=lines[row][1])
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
