@@ -21,3 +21,20 @@ def test_confident_tenths_find_the_right_and_the_wrong_lines():
     metrics = calibration(confidences, references, predictions)
     assert metrics["least_confident_tenth_cer"] > 0.5 and metrics["most_confident_tenth_cer"] == 0
     assert metrics["mean_confidence"] == pytest.approx(sum(confidences) / 20)
+
+
+def test_report_lists_the_least_confident_lines(tmp_path):
+    from PIL import Image
+
+    from trocr_lail.evaluation.report import write_report
+
+    images = [Image.new("L", (40, 10), 255 - i * 50) for i in range(3)]
+    md, page = write_report(tmp_path, "Eval", {"cer": 0.25}, images, ["a", "b", "c"], ["a", "x", "c"], num_worst=2,
+                            confidences=[0.9, 0.5, 0.1])
+    text = md.read_text()
+    least = text.split("## The 2 least confident lines")[1].split("##")[0]
+    assert least.index("images/least_confident_001.png") < least.index("images/least_confident_002.png")
+    assert "| 0.100 |" in least.splitlines()[4] and "| 0.500 |" in least.splitlines()[5]  # row 3, then row 2
+    assert (tmp_path / "images" / "least_confident_002.png").is_file() and "least_confident_001" in page.read_text()
+    plain = write_report(tmp_path / "plain", "Eval", {"cer": 0.25}, images, ["a", "b", "c"], ["a", "x", "c"])[0]
+    assert "least confident" not in plain.read_text()  # no confidences, no section

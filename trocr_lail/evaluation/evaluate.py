@@ -47,7 +47,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
                **calibration(confidences, references, predictions)}
     report_dir = Path(report_dir)
     write_report(report_dir, f"Evaluation of {model_name} on split '{split}'", metrics, images, references,
-                 predictions, num_worst=num_worst)
+                 predictions, num_worst=num_worst, confidences=confidences)
     scan = metadata_scans(data_args, [split]).get(split) if data_args.data_dir else None
     lines = scan.rows[: len(references)] if isinstance(scan, PageScan) else None  # (xml, line id, image, order)
     if lines:
