@@ -256,7 +256,8 @@ def test_a_page_image_that_does_not_decode_makes_its_lines_bad_rows(tmp_path):
 
 def test_predict_on_line_images_adds_confidence_on_request(tmp_path, model, capsys):
     Image.effect_noise((120, 30), 80).convert("RGB").save(tmp_path / "a.png")
-    assert main(["predict", str(model), str(tmp_path / "a.png"), "--device", "cpu", "--no_progress"]) == 0
+    (tmp_path / "notes.xml").write_text("<notes/>")  # some other XML: still a folder of line images
+    assert main(["predict", str(model), str(tmp_path), "--device", "cpu", "--no_progress"]) == 0
     assert len(capsys.readouterr().out.strip().split("\t")) == 2  # unchanged without the flag
     out = tmp_path / "lines.jsonl"
     assert main(["predict", str(model), str(tmp_path / "a.png"), "--confidence", "--output", str(out),

@@ -53,11 +53,11 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
-    from .data.pages.lines import page_files
+    from .data.pages.lines import holds_pages
     from .inference.ranges import warn_inputs
     from .inference.reader import collect_image_paths, load_image
 
-    if any(Path(item).is_dir() and page_files(Path(item)) for item in args.inputs):
+    if any(Path(item).is_dir() and holds_pages(Path(item)) for item in args.inputs):
         return _predict_pages(args)
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")

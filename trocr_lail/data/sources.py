@@ -24,7 +24,7 @@ import datasets
 from ..availability import hub_resource
 from ..configs import DataArguments
 from .fonts import split_fonts
-from .pages.lines import cut_line, page_files, scan_pages
+from .pages.lines import cut_line, holds_pages, page_files, scan_pages
 from .stream import SyntheticLineStream, line_spec
 from .synthetic import RENDER_VERSION, LineFactory
 from .validate import Problem
@@ -231,8 +231,7 @@ def scan_metadata(folder: Path) -> MetadataScan:
 
 def is_page_folder(folder: Path) -> bool:
     """A folder of PAGE-XML / ALTO files (and their images) rather than line images with a metadata file."""
-    return folder.is_dir() and not any((folder / name).is_file() for name in METADATA_FILES) and \
-        bool(page_files(folder))
+    return folder.is_dir() and not any((folder / name).is_file() for name in METADATA_FILES) and holds_pages(folder)
 
 
 def _held_out_pages(folder: Path, args: DataArguments | None, split: str) -> list[Path]:

@@ -11,13 +11,14 @@ median polygon height on its page, else ``DEFAULT_LINE_HEIGHT``.
 from __future__ import annotations
 
 import statistics
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from . import alto, pagexml, xmlio
-from .containers import Line, Page, PageFileError, Point
+from .containers import Line, Page, PageFileError, Point, local_name
 
 DEFAULT_LINE_HEIGHT = 48  # pixels; a handwritten line at ~300 dpi
 ASCENT = 0.75  # share of a baseline-only line's band above the baseline
@@ -43,6 +44,19 @@ class PagesScan:
 def page_files(folder: Path) -> list[Path]:
     """XML files under ``folder`` (recursive: Transkribus keeps them in ``page/``), sorted by path."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".xml" and p.is_file())
+
+
+def holds_pages(folder: Path) -> bool:
+    """Whether ``folder`` (recursively) has a PAGE-XML or ALTO file, judged by its root element, or an XML file
+    that does not parse (to be reported, not taken for some other XML)."""
+    for path in page_files(folder):
+        try:
+            _, root = next(ET.iterparse(path, events=("start",)))
+        except (ET.ParseError, OSError, StopIteration):
+            return True
+        if local_name(root.tag) in ("PcGts", "alto"):
+            return True
+    return False
 
 
 def read_page(path: Path) -> Page | None:
