@@ -39,18 +39,26 @@ def _reader(args):
 # --- predict -------------------------------------------------------------------------------------------------
 def add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="Exported model dir (or Hub id) with its processor.")
-    parser.add_argument("inputs", nargs="+", help="Image files, folders of images, or globs ('scans/**/*.png').")
+    parser.add_argument("inputs", nargs="+", help="Image files, folders of images, or globs ('scans/**/*.png'); "
+                                                  "or folders of page images with PAGE-XML / ALTO files.")
     parser.add_argument("--output", default=None,
-                        help="Write results to this .jsonl or .csv file (columns file, text) instead of stdout.")
+                        help="Write results to this .jsonl or .csv file (columns file, text) instead of stdout; for "
+                             "page folders, the folder for copies of their XML files with the recognised text.")
+    parser.add_argument("--confidence", action="store_true",
+                        help="Add each line's confidence (column conf: the geometric mean of its tokens' "
+                             "probabilities; always written into page files).")
     _generation_args(parser)
     parser.set_defaults(run=run_predict)
 
 
 def run_predict(args) -> int:
     from .data.images import BadImage, frame_count
+    from .data.pages.lines import holds_pages
     from .inference.ranges import warn_inputs
     from .inference.reader import collect_image_paths, load_image
 
+    if any(Path(item).is_dir() and holds_pages(Path(item)) for item in args.inputs):
+        return _predict_pages(args)
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:  # before an hour of reading
         raise ValueError(f"--output {args.output}: use a .jsonl or .csv file name")
     check_model_source(args.model)
@@ -72,17 +80,42 @@ def run_predict(args) -> int:
         return 1
     reader = _reader(args)
     warn_inputs(reader.model.config, readable, names=readable)
-    texts = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
-                        max_length=args.max_length)
-    rows = [{"file": str(path), "text": text} for path, text in zip(readable, texts)]
+    results = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
+                          max_length=args.max_length, scored=args.confidence)
+    rows = [{"file": str(path), "text": result[0], "conf": round(result[1], 4)} if args.confidence else
+            {"file": str(path), "text": result} for path, result in zip(readable, results)]
     if args.output:
         _write_rows(Path(args.output), rows)
         print(f"wrote {len(rows)} lines to {args.output}", file=sys.stderr)
     else:
         for row in rows:
-            print(f"{row['file']}\t{row['text']}")
+            print("\t".join(str(value) for value in row.values()))
     if skipped:
         print(f"{len(skipped)} of {len(paths)} files skipped (unreadable)", file=sys.stderr)
+    return 0
+
+
+def _predict_pages(args) -> int:
+    """Page folders in, copies of their page files with the recognised text out (never the inputs)."""
+    from .inference.pages import read_pages
+
+    if not args.output or Path(args.output).suffix.lower() in OUTPUT_SUFFIXES:
+        raise ValueError("page folders (PAGE-XML / ALTO) need --output OUT_DIR, a folder for the copies of their "
+                         "XML files with the recognised text")
+    folders = [Path(item) for item in args.inputs]
+    if not all(folder.is_dir() for folder in folders):
+        raise ValueError(f"give either page folders or line images, not both: {args.inputs}")
+    check_model_source(args.model)
+    reader, problems = _reader(args), []
+    for folder in folders:
+        out = Path(args.output) / folder.name if len(folders) > 1 else Path(args.output)
+        result = read_pages(reader, folder, out, progress=not args.no_progress, num_beams=args.num_beams,
+                            max_length=args.max_length)
+        problems += result.problems
+        print(f"{folder}: read {result.lines} lines of {len(result.written)} page file(s) into {out}",
+              file=sys.stderr)
+    for file, line_id, message in problems:
+        print(f"skipped {file}{f' line {line_id}' if line_id else ''}: {message}", file=sys.stderr)
     return 0
 
 
@@ -99,7 +132,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["file", "text"])
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["file", "text"])
             writer.writeheader()
             writer.writerows(rows)
     else:
@@ -140,6 +173,8 @@ def run_evaluate(args, extra: list[str]) -> int:
                              num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
     print(f"CER {metrics['cer']:.2%}  WER {metrics['wer']:.2%}  on {metrics['lines']} lines of '{args.split}' "
           f"(beams {metrics['num_beams']}); report: {Path(args.report_dir) / 'report.html'}")
+    for page, scores in metrics.get("pages", {}).items():
+        print(f"  CER {scores['cer']:.2%} on {scores['lines']} lines of {page}")
     return 0
 
 
@@ -224,8 +259,12 @@ def add_validate(parser: argparse.ArgumentParser) -> None:
                                                         "(exported dir or Hub id). Default: no tokenizer checks.")
     parser.add_argument("--max_target_length", type=int, default=None,
                         help="With DIR: count targets longer than this many tokens (default 128).")
+    parser.add_argument("--all_problems", action="store_true", help="Print every problem (default: the first 10).")
+    parser.add_argument("--problems_file", default=None,
+                        help="Write every problem to this text file, one a line, to work through.")
     parser.epilog = ("DIR is a data folder checked without a recipe: train/ validation/ test/ subfolders, or one "
-                     "split, each with metadata.jsonl or metadata.csv (file_name, text).")
+                     "split, each with metadata.jsonl or metadata.csv (file_name, text), or with page images and "
+                     "their PAGE-XML / ALTO files.")
     parser.set_defaults(run=run_validate, allow_extra=True)
 
 
@@ -238,20 +277,21 @@ def run_validate(args, extra: list[str]) -> int:
                              "(or override it: --model_name_or_path MODEL)")
         overrides = [*extra, *(["--max_target_length", str(args.max_target_length)] if args.max_target_length
                                else [])]
-        return _validate_recipe(["--config", args.config, *overrides])
+        return _validate_recipe(["--config", args.config, *overrides], args.all_problems, args.problems_file)
     if len(extra) != 1 or extra[0].startswith("-"):
         raise SystemExit("trocr-lail validate: give one data folder (trocr-lail validate DIR [--model MODEL]) or "
                          f"a recipe (--config recipe.yaml); got {extra or 'nothing'}")
     from .configs import DataArguments, ModelArguments
-    from .data.sources import METADATA_FILES, load_local_split, metadata_scans
+    from .data.sources import METADATA_FILES, is_page_folder, load_local_split, metadata_scans
+
+    def is_split(path: Path) -> bool:
+        return any((path / meta).is_file() for meta in METADATA_FILES) or is_page_folder(path)
 
     folder = Path(extra[0])
     root = folder
-    if any((folder / name).is_file() for name in METADATA_FILES):
+    split_dirs = {name: folder / name for name in ("train", "validation", "test") if is_split(folder / name)}
+    if not split_dirs and is_split(folder):
         split_dirs, root = {folder.name: folder}, folder.parent
-    else:
-        split_dirs = {name: folder / name for name in ("train", "validation", "test")
-                      if any((folder / name / meta).is_file() for meta in METADATA_FILES)}
     if not split_dirs:
         raise SystemExit(f"trocr-lail validate: {folder} has no {' or '.join(METADATA_FILES)}, and no train/, "
                          "validation/ or test/ subfolder with one")
@@ -267,10 +307,11 @@ def run_validate(args, extra: list[str]) -> int:
     scans = metadata_scans(DataArguments(data_dir=str(root)), splits)  # bad metadata lines, in the same report
     summary = validate.validate_splits(splits, tokenizer, max_length, scans=scans)
     return validate.report(summary, tokenizer_note="" if tokenizer else
-                           "(no --model: tokenizer coverage and target lengths not checked)")
+                           "(no --model: tokenizer coverage and target lengths not checked)",
+                           all_problems=args.all_problems, problems_file=args.problems_file)
 
 
-def _validate_recipe(argv: list[str]) -> int:
+def _validate_recipe(argv: list[str], all_problems: bool = False, problems_file: str | None = None) -> int:
     """Check the splits a recipe loads against its model's tokenizer; 1 if any row is bad."""
     from .data import validate
     from .data.sources import load_splits, metadata_scans
@@ -282,7 +323,7 @@ def _validate_recipe(argv: list[str]) -> int:
     splits = load_splits(data_args)
     summary = validate.validate_splits(splits, processor.tokenizer, model_args.max_target_length,
                                        check_images=data_args.validate_images, scans=metadata_scans(data_args, splits))
-    return validate.report(summary)
+    return validate.report(summary, all_problems=all_problems, problems_file=problems_file)
 
 
 # --- render --------------------------------------------------------------------------------------------------

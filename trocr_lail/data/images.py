@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE = 4  # narrower or shorter than this cannot hold a line of text
 MAX_IMAGE_PIXELS = 40_000_000  # a text line this large is a mistake (a full page, a raw scan) and costs GBs per batch
+PAGE_MAX_PIXELS = 400_000_000  # a page scan that lines are cut from (PAGE/ALTO); the line limits apply to cuts
 MAX_ASPECT = 100  # width:height (or height:width); real lines are ~5-40:1, and 500:1 squashed to 384 px is noise
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")

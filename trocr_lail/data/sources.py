@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +24,15 @@ import datasets
 from ..availability import hub_resource
 from ..configs import DataArguments
 from .fonts import split_fonts
+from .pages.lines import cut_line, holds_pages, page_files, scan_pages
 from .stream import SyntheticLineStream, line_spec
 from .synthetic import RENDER_VERSION, LineFactory
 from .validate import Problem
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+PAGE_SPLIT_SEED = 0  # one folder of pages: which pages validate and test is fixed, not drawn anew per run
+PAGE_HELD_OUT = 0.1  # ... and each of validation and test gets this share of the pages (at least one each)
+CUT_VERSION = 1  # part of the cut-line cache key: bump it when cutting changes
 logger = logging.getLogger("trocr_lail")
 
 
@@ -50,7 +55,7 @@ def load_split(args: DataArguments, split: str) -> datasets.Dataset:
     if args.synthetic:
         dataset = _synthetic_split(args, split)
     elif args.data_dir:
-        dataset = load_local_split(Path(args.data_dir) / split)
+        dataset = load_local_split(Path(args.data_dir) / split, args)
     else:
         dataset = _hub_splits(args, [split])[split]
     if len(dataset) == 0:
@@ -98,6 +103,23 @@ class MetadataScan:
     path: Path
     rows: list[tuple[int, str, str]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    def locate(self, problem: Problem) -> None:
+        """Name a problem of a loaded row by the metadata line it comes from."""
+        problem.line, problem.metadata = self.rows[problem.row][0], str(self.path)
+
+
+@dataclass
+class PageScan:
+    """A split of page files: per row of the split, ``(XML file, line id, page, reading order)``, and every bad
+    page or line."""
+
+    path: Path
+    rows: list[tuple[str, str, str, int]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def locate(self, problem: Problem) -> None:
+        problem.source, problem.line_id = self.rows[problem.row][:2]
 
 
 # The scan each local split was built from, by folder, so the validator reports the same rows and lines the
@@ -207,8 +229,83 @@ def scan_metadata(folder: Path) -> MetadataScan:
     return scan
 
 
-def load_local_split(folder: Path) -> datasets.Dataset:
-    """The usable rows of ``folder``; its bad metadata lines are in :func:`metadata_scans` for the validator."""
+def is_page_folder(folder: Path) -> bool:
+    """A folder of PAGE-XML / ALTO files (and their images) rather than line images with a metadata file."""
+    return folder.is_dir() and not any((folder / name).is_file() for name in METADATA_FILES) and holds_pages(folder)
+
+
+def _held_out_pages(folder: Path, args: DataArguments | None, split: str) -> list[Path]:
+    """One folder of pages for all splits: a fixed shuffle of its page files, PAGE_HELD_OUT of them (at least one)
+    each for validation and test, the rest for training."""
+    files = page_files(folder)
+    random.Random(PAGE_SPLIT_SEED).shuffle(files)
+    held = max(1, round(PAGE_HELD_OUT * len(files))) if len(files) >= 3 else 0
+    names = (args.validation_split, args.test_split) if args else ("validation", "test")
+    parts = {names[0]: files[:held], names[1]: files[held:2 * held]}
+    return sorted(parts.get(split, files[2 * held:]))
+
+
+def load_page_split(folder: Path, root: Path, files: list[Path] | None = None) -> tuple[datasets.Dataset, PageScan]:
+    """Lines cut from the pages under ``folder`` (or ``files``), with text; a line without text is a problem here
+    (training needs it; ``predict`` reads such lines). Cut once: ``datasets`` caches the rows by the page files'
+    names, sizes and modification times (and CUT_VERSION)."""
+    found = scan_pages(folder, root, files)
+    scan = PageScan(folder)
+    scan.problems = [Problem(folder.name, None, xml, message, line_id=line_id)
+                     for xml, line_id, message in found.problems]
+    jobs, stamps = [], []
+    for page in found.pages:
+        cuts = []
+        for line, polygon in page.lines:
+            if not (line.text or "").strip():
+                scan.problems.append(Problem(folder.name, None, str(page.page.xml), "no transcription (such lines "
+                                             "are read by predict, but cannot train)", line_id=line.id))
+                continue
+            scan.rows.append((str(page.page.xml), line.id, page.image.name, line.order))
+            cuts.append((line.text, polygon))
+        if cuts:
+            jobs.append((str(page.image), cuts))
+            stamps += [(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+                       for path in (page.page.xml, page.image)]
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    if not jobs:
+        return datasets.Dataset.from_dict({"image": [], "text": []}, features=features), scan
+    kwargs = {"jobs": jobs, "stamps": tuple(stamps), "version": CUT_VERSION}  # a tuple: not a list to shard over
+    dataset = datasets.Dataset.from_generator(_cut_rows, features=features, gen_kwargs=kwargs)
+    return dataset, scan
+
+
+def _cut_rows(jobs: list, stamps: list, version: int):
+    del stamps, version  # cache-key only (see load_page_split)
+    from .images import PAGE_MAX_PIXELS, BadImage, load_rgb
+
+    for image_path, cuts in jobs:
+        try:
+            page = load_rgb(image_path, max_pixels=PAGE_MAX_PIXELS)
+        except BadImage:  # its header read, its pixels do not: each line's row names the page image, and the
+            # validator reports the same error for it, so it is refused or skipped like any bad row
+            yield from ({"image": {"bytes": None, "path": image_path}, "text": text} for text, _ in cuts)
+            continue
+        for text, polygon in cuts:
+            buffer = io.BytesIO()
+            cut_line(page, polygon).save(buffer, format="PNG", compress_level=1)
+            yield {"image": {"bytes": buffer.getvalue(), "path": None}, "text": text}
+
+
+def load_local_split(folder: Path, args: DataArguments | None = None) -> datasets.Dataset:
+    """The usable rows of ``folder``, a split folder of line images with metadata or of page files, or a split
+    drawn from one folder of pages (``folder``'s parent); the bad input lines are in :func:`metadata_scans`."""
+    names = (args.train_split, args.validation_split, args.test_split) if args else ("train", "validation", "test")
+    if not folder.exists() and is_page_folder(folder.parent) and \
+            not any((folder.parent / name).is_dir() for name in names if name):  # not a missing split folder
+        dataset, scan = load_page_split(folder.parent, folder.parent, _held_out_pages(folder.parent, args,
+                                                                                      folder.name))
+        _scans[folder.resolve()] = scan
+        return dataset
+    if is_page_folder(folder):
+        dataset, scan = load_page_split(folder, folder)
+        _scans[folder.resolve()] = scan
+        return dataset
     scan = scan_metadata(folder)
     _scans[folder.resolve()] = scan
     features = datasets.Features({"image": datasets.Value("string"), "text": datasets.Value("string")})
@@ -217,12 +314,17 @@ def load_local_split(folder: Path) -> datasets.Dataset:
     return dataset.cast_column("image", datasets.Image())
 
 
-def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan]:
-    """The metadata scans behind the local ``splits`` (empty for Hub and synthetic data)."""
+def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan | PageScan]:
+    """The metadata (or page) scans behind the local ``splits`` (empty for Hub and synthetic data)."""
     if not args.data_dir:
         return {}
-    return {name: _scans.get((Path(args.data_dir) / name).resolve()) or scan_metadata(Path(args.data_dir) / name)
-            for name in splits}
+    scans = {}
+    for name in splits:
+        folder = Path(args.data_dir) / name
+        if folder.resolve() not in _scans:
+            load_local_split(folder, args)
+        scans[name] = _scans[folder.resolve()]
+    return scans
 
 
 def require_clean_metadata(args: DataArguments, split: str) -> None:
@@ -232,7 +334,7 @@ def require_clean_metadata(args: DataArguments, split: str) -> None:
     scan = metadata_scans(args, [split]).get(split)
     if scan is None or not scan.problems:
         return
-    lines = len({problem.line for problem in scan.problems})
+    lines = len({problem.key for problem in scan.problems})
     shown = "\n  ".join(str(problem) for problem in scan.problems[:10])
     if not args.skip_bad_samples:
         raise ValueError(f"{lines} bad line(s) in {scan.path}:\n  {shown}\nFix them, or set skip_bad_samples: "

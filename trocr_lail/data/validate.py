@@ -30,8 +30,18 @@ class Problem:
     message: str
     line: int | None = None  # 1-based line of the local metadata file the row comes from
     metadata: str | None = None  # ... that file
+    line_id: str | None = None  # a page's line (PAGE/ALTO id) the row was cut from; source is then its XML file
+
+    @property
+    def key(self) -> tuple:
+        """What one bad row or bad input line is: problems with the same key count once."""
+        if self.row is not None:
+            return ("row", self.row)
+        return ("line", self.line) if self.line is not None else (self.source, self.line_id)
 
     def __str__(self) -> str:
+        if self.line_id is not None or (self.row is None and self.line is None):  # a page file or one of its lines
+            return f"{self.source}{f' line {self.line_id}' if self.line_id is not None else ''}: {self.message}"
         # 1-based everywhere: the metadata line a user opens in an editor, else the row's position in the split.
         where = f"{self.metadata} line {self.line}" if self.line else f"{self.split} row {self.row + 1}"
         source = f" ({self.source})" if self.source and self.source != self.metadata else ""
@@ -57,7 +67,7 @@ class SplitSummary:
 
     def num_bad(self) -> int:
         """Bad rows plus bad metadata lines that were left out of the split."""
-        return len(self.bad_rows()) + len({p.line for p in self.problems if p.row is None})
+        return len(self.bad_rows()) + len({p.key for p in self.problems if p.row is None})
 
 
 @dataclass
@@ -72,7 +82,9 @@ class ValidationSummary:
     def num_bad_rows(self) -> int:
         return sum(split.num_bad() for split in self.splits.values())
 
-    def format(self) -> str:
+    def format(self, shown: int | None = SHOWN_PROBLEMS, problems_file: str | None = None) -> str:
+        """Per-split counts and the first ``shown`` problems (all with None); ``problems_file`` is named as
+        where the rest are."""
         lines = []
         for s in self.splits.values():
             images = (f"modes {dict(s.modes)}, sizes {s.min_size}..{s.max_size} (w x h)" if s.images_checked
@@ -82,9 +94,12 @@ class ValidationSummary:
             lines.append(f"{s.name}: {s.rows} rows, {s.num_bad()} bad; {images}; longest target {s.longest} "
                          f"tokens, {s.truncated} over max_target_length={self.max_target_length} (truncated)")
         problems = self.problems
-        lines += [f"  {problem}" for problem in problems[:SHOWN_PROBLEMS]]
-        if len(problems) > SHOWN_PROBLEMS:
-            lines.append(f"  ... and {len(problems) - SHOWN_PROBLEMS} more problems")
+        shown = len(problems) if shown is None else shown
+        lines += [f"  {problem}" for problem in problems[:shown]]
+        if len(problems) > shown:
+            lines.append(f"  ... and {len(problems) - shown} more problems"
+                         + (f" (all {len(problems)} in {problems_file})" if problems_file else
+                            " (--all_problems lists them, --problems_file FILE writes them)"))
         return "\n".join(lines)
 
     def error_message(self) -> str:
@@ -154,12 +169,12 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             summary.min_size = size if summary.min_size is None or size[0] < summary.min_size[0] else summary.min_size
             summary.max_size = size if summary.max_size is None or size[0] > summary.max_size[0] else summary.max_size
     if scan is not None:
-        lines = [line for line, _, _ in scan.rows]
         for problem in summary.problems:
-            problem.line, problem.metadata = lines[problem.row], str(scan.path)
+            scan.locate(problem)
         summary.problems += scan.problems
-        summary.rows += len({problem.line for problem in scan.problems})
-    summary.problems.sort(key=lambda problem: problem.line or (problem.row + 1))
+        summary.rows += len({problem.key for problem in scan.problems})
+    # Metadata problems by file line, row problems by row; page problems (neither) keep the scan's order, first.
+    summary.problems.sort(key=lambda problem: problem.line or (problem.row + 1 if problem.row is not None else 0))
     return summary
 
 
@@ -171,9 +186,20 @@ def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: 
                               for name, dataset in splits.items()}, max_target_length)
 
 
-def report(summary: ValidationSummary, tokenizer_note: str = "") -> int:
-    """Print the summary; 1 if any row is bad, else 0."""
-    print(summary.format() + (f"\n{tokenizer_note}" if tokenizer_note else ""))
+def write_problems(summary: ValidationSummary, path: str) -> None:
+    """Every problem, one a line, for a user to work through (the printed report shows the first few)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{problem}\n" for problem in summary.problems)
+
+
+def report(summary: ValidationSummary, tokenizer_note: str = "", all_problems: bool = False,
+           problems_file: str | None = None) -> int:
+    """Print the summary (every problem with ``all_problems``, and all written to ``problems_file``); 1 if any
+    row is bad, else 0."""
+    if problems_file:
+        write_problems(summary, problems_file)
+    text = summary.format(None if all_problems else SHOWN_PROBLEMS, problems_file)
+    print(text + (f"\n{tokenizer_note}" if tokenizer_note else ""))
     if summary.problems:
         print(f"\n{summary.num_bad_rows()} bad row(s). Fix or remove them, or set skip_bad_samples: true.")
         return 1

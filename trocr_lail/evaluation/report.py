@@ -50,8 +50,9 @@ def worst_lines(references: list[str], predictions: list[str], count: int) -> li
 
 def write_report(report_dir: str | Path, title: str, metrics: dict[str, float | int | str], images: list,
                  references: list[str], predictions: list[str], num_worst: int = 20,
-                 num_confusions: int = 20) -> tuple[Path, Path]:
-    """Write ``report.md``, ``report.html`` and ``images/`` (the worst lines) into ``report_dir``.
+                 num_confusions: int = 20, confidences: list[float] | None = None) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``images/`` (the worst lines, and with ``confidences`` the
+    ``num_worst`` least confident ones) into ``report_dir``.
 
     ``images`` are PIL images or paths, aligned with ``references``; ``metrics`` go into the summary table as
     given (rates between 0 and 1 are shown as percentages)."""
@@ -59,16 +60,26 @@ def write_report(report_dir: str | Path, title: str, metrics: dict[str, float | 
 
     report_dir = Path(report_dir)
     (report_dir / "images").mkdir(parents=True, exist_ok=True)
-    worst = worst_lines(references, predictions, num_worst)
-    rows = []
-    for rank, (index, value) in enumerate(worst, start=1):
-        name = f"images/worst_{rank:03d}.png"
-        load_image(images[index]).save(report_dir / name)
-        rows.append({"rank": rank, "index": index, "image": name, "truth": references[index],
-                     "prediction": predictions[index], "cer": value})
+
+    def line_rows(kind: str, indices: list[int]) -> list[dict]:
+        rows = []
+        for rank, index in enumerate(indices, start=1):
+            name = f"images/{kind}_{rank:03d}.png"
+            load_image(images[index]).save(report_dir / name)
+            truth, prediction = references[index], predictions[index]
+            rows.append({"rank": rank, "index": index, "image": name, "truth": truth, "prediction": prediction,
+                         "cer": line_cer(truth, prediction) if truth else float(bool(prediction)),
+                         "confidence": confidences[index] if confidences else None})
+        return rows
+
+    sections = [("Worst {} lines (highest line CER)", line_rows("worst", [i for i, _ in worst_lines(
+        references, predictions, num_worst)]))]
+    if confidences:
+        least = sorted(range(len(confidences)), key=lambda i: (confidences[i], i))[:num_worst]
+        sections.append(("The {} least confident lines", line_rows("least_confident", least)))
     confusions = char_confusions(references, predictions).most_common(num_confusions)
-    markdown = _markdown(title, metrics, rows, confusions)
-    page = _html(title, metrics, rows, confusions)
+    markdown = _markdown(title, metrics, sections, confusions)
+    page = _html(title, metrics, sections, confusions)
     (report_dir / "report.md").write_text(markdown, encoding="utf-8")
     (report_dir / "report.html").write_text(page, encoding="utf-8")
     return report_dir / "report.md", report_dir / "report.html"
@@ -86,13 +97,18 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'") if text else EMPTY
 
 
-def _markdown(title, metrics, rows, confusions) -> str:
+def _confidence(row: dict) -> str:
+    return "" if row["confidence"] is None else f"{row['confidence']:.3f}"
+
+
+def _markdown(title, metrics, sections, confusions) -> str:
     lines = [f"# {title}", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {key} | {_format(key, value)} |" for key, value in metrics.items()]
-    lines += ["", f"## Worst {len(rows)} lines (highest line CER)", "",
-              "| # | image | truth | prediction | line CER |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['rank']} | ![line {r['index']}]({r['image']}) | {_md_cell(r['truth'])} | "
-              f"{_md_cell(r['prediction'])} | {r['cer']:.1%} |" for r in rows]
+    for heading, rows in sections:
+        lines += ["", f"## {heading.format(len(rows))}", "",
+                  "| # | image | truth | prediction | line CER | confidence |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['rank']} | ![line {r['index']}]({r['image']}) | {_md_cell(r['truth'])} | "
+                  f"{_md_cell(r['prediction'])} | {r['cer']:.1%} | {_confidence(r)} |" for r in rows]
     lines += ["", "## Most frequent character confusions", "",
               f"Truth → prediction; `␣` is a space, `{EMPTY}` a missing character (deletion / insertion).", "",
               "| truth | prediction | count |", "| --- | --- | --- |"]
@@ -125,22 +141,25 @@ del { background: #f6c6c6; }
 """
 
 
-def _html(title, metrics, rows, confusions) -> str:
+def _html(title, metrics, sections, confusions) -> str:
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>",
              "<table><tr><th>metric</th><th>value</th></tr>"]
     parts += [f"<tr><td>{esc(k)}</td><td>{esc(_format(k, v))}</td></tr>" for k, v in metrics.items()]
-    parts += ["</table>", f"<h2>Worst {len(rows)} lines (highest line CER)</h2>",
-              "<p>In the diff, <ins>green</ins> is predicted but not in the truth and <del>red</del> is in the "
-              "truth but missed.</p>",
-              "<table><tr><th>#</th><th>image</th><th>truth</th><th>prediction</th><th>diff</th>"
-              "<th>line CER</th></tr>"]
-    parts += [f"<tr><td>{r['rank']}</td><td><img src='{r['image']}' alt='line {r['index']}'></td>"
-              f"<td class='text'>{esc(r['truth'])}</td><td class='text'>{esc(r['prediction'])}</td>"
-              f"<td class='text'>{_diff_html(r['truth'], r['prediction'])}</td><td>{r['cer']:.1%}</td></tr>"
-              for r in rows]
-    parts += ["</table><h2>Most frequent character confusions</h2>",
+    parts.append("</table>")
+    for heading, rows in sections:
+        parts += [f"<h2>{esc(heading.format(len(rows)))}</h2>",
+                  "<p>In the diff, <ins>green</ins> is predicted but not in the truth and <del>red</del> is in the "
+                  "truth but missed.</p>",
+                  "<table><tr><th>#</th><th>image</th><th>truth</th><th>prediction</th><th>diff</th>"
+                  "<th>line CER</th><th>confidence</th></tr>"]
+        parts += [f"<tr><td>{r['rank']}</td><td><img src='{r['image']}' alt='line {r['index']}'></td>"
+                  f"<td class='text'>{esc(r['truth'])}</td><td class='text'>{esc(r['prediction'])}</td>"
+                  f"<td class='text'>{_diff_html(r['truth'], r['prediction'])}</td><td>{r['cer']:.1%}</td>"
+                  f"<td>{_confidence(r)}</td></tr>" for r in rows]
+        parts.append("</table>")
+    parts += ["<h2>Most frequent character confusions</h2>",
               f"<p>␣ is a space, {EMPTY} a missing character (deletion / insertion).</p>",
               "<table><tr><th>truth</th><th>prediction</th><th>count</th></tr>"]
     parts += [f"<tr><td class='text'>{esc(visible(t))}</td><td class='text'>{esc(visible(p))}</td><td>{n}</td></tr>"

@@ -83,9 +83,10 @@ class LineReader:
         return cls(model, processor, device=device, batch_size=batch_size)
 
     def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
-                **generate_kwargs) -> Iterator[list[str]]:
-        """Texts batch by batch, in input order. ``generate_kwargs`` override the model's generation config
-        (``num_beams``, ``max_length``, ...); None values are ignored."""
+                scored: bool = False, **generate_kwargs) -> Iterator[list]:
+        """Texts batch by batch, in input order (with ``scored``: ``(text, confidence)`` pairs, see
+        :meth:`read_scored`). ``generate_kwargs`` override the model's generation config (``num_beams``,
+        ``max_length``, ...); None values are ignored."""
         batch_size = batch_size or self.batch_size
         generate_kwargs = {k: v for k, v in generate_kwargs.items() if v is not None}
         bar = None
@@ -95,7 +96,7 @@ class LineReader:
             bar = tqdm(total=len(images), unit="line", desc="reading")
         for start in range(0, len(images), batch_size):
             chunk = [load_image(image) for image in images[start : start + batch_size]]
-            yield self.read_loaded(chunk, **generate_kwargs)
+            yield (self.read_scored if scored else self.read_loaded)(chunk, **generate_kwargs)
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
@@ -107,9 +108,29 @@ class LineReader:
         ids = self.model.generate(pixels.to(self.device, self.model.dtype), **generate_kwargs)
         return self.processor.batch_decode(ids, skip_special_tokens=True)
 
-    def read(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
-             **generate_kwargs) -> list[str]:
-        return [text for batch in self.batches(images, batch_size, progress, **generate_kwargs) for text in batch]
+    @torch.inference_mode()
+    def read_scored(self, images: list[Image.Image], **generate_kwargs) -> list[tuple[str, float]]:
+        """Texts with a line confidence: the geometric mean of the probabilities of the generated tokens (EOS
+        included, padding after it not) under the distribution generation chose them from (after its logits
+        processors; with beams, the chosen beam's). The same texts as :meth:`read_loaded`."""
+        pixels = self.processor(images=images, return_tensors="pt").pixel_values
+        out = self.model.generate(pixels.to(self.device, self.model.dtype), output_scores=True,
+                                  return_dict_in_generate=True, **generate_kwargs)
+        beams = getattr(out, "beam_indices", None)
+        logprobs = self.model.compute_transition_scores(out.sequences, out.scores, beam_indices=beams,
+                                                        normalize_logits=beams is None)
+        tokens = out.sequences[:, -logprobs.shape[1]:]
+        eos = self.model.generation_config.eos_token_id
+        is_eos = torch.isin(tokens, torch.tensor(eos if isinstance(eos, list) else [eos], device=tokens.device))
+        keep = (torch.cumsum(is_eos, dim=1) - is_eos.int()) == 0  # up to and including the first EOS
+        mean = (logprobs.float() * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+        texts = self.processor.batch_decode(out.sequences, skip_special_tokens=True)
+        return list(zip(texts, torch.exp(mean).tolist()))
+
+    def read(self, images: Sequence, batch_size: int | None = None, progress: bool = False, scored: bool = False,
+             **generate_kwargs) -> list:
+        return [text for batch in self.batches(images, batch_size, progress, scored, **generate_kwargs)
+                for text in batch]
 
     def __call__(self, images, batch_size: int | None = None, **generate_kwargs):
         single = isinstance(images, (str, Path, Image.Image))
