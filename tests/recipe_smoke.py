@@ -92,17 +92,3 @@ def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int
     if recipe.get("lail"):
         recipe.update(lail_llm="smollm2", lail_llm_dtype="float32", lail_llm_4bit=False)
     return recipe
-<<<<<<< HEAD
-=======
-
-
-if __name__ == "__main__":  # python tests/recipe_smoke.py RECIPE.yaml: one smoke run in its own process
-    import sys
-
-    import trocr_lail.models.loading
-    from trocr_lail.models.shapes import build_model
-    from trocr_lail.run import main
-
-    trocr_lail.models.loading.build_model = lambda name: ends_lines_at_once(build_model(name))
-    main(["--config", sys.argv[1]])
->>>>>>> layout
