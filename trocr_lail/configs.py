@@ -156,7 +156,8 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
                                        "out of the export. Speeds up learning where to look "
-                                       "(trocr_lail/models/ctc.py)."})
+                                       "(trocr_lail/models/ctc.py). A model_name_or_path that is a run's "
+                                       "output_dir continues its trained head; its export/ has none."})
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "
