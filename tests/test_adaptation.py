@@ -1,14 +1,21 @@
-"""Adaptation from a saved run: the trained CTC head comes with the model (not a fresh one), and an export/
-(plain, headless) says so in the log."""
+"""Adaptation to a new hand: a run from a saved stage 1 continues its trained CTC head (an export/, plain and
+headless, says so in the log), a target writer's font renders every split from disjoint lines, and a font stage 1
+was given is refused as a target."""
 
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
 import trocr_lail.run
+from trocr_lail.configs import DataArguments
+from trocr_lail.data.fonts import font_files
+from trocr_lail.data.sources import load_splits
+from trocr_lail.data.synthetic import generate
 from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
 
 from conftest import TINY_ARGS, make_tiny_model
@@ -63,3 +70,40 @@ def test_starting_from_an_export_trains_a_fresh_head_and_says_where_the_trained_
     assert model.ctc_head is not None
     assert "has no CTC head: training a fresh one" in caplog.text
     assert f"{tmp_path}, the run's output_dir, holds the trained head" in caplog.text
+
+
+def dejavu(folder):
+    """A hand stage 1 never saw: DejaVu Sans from matplotlib's own data (installed with the toolkit), renamed."""
+    import matplotlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return shutil.copy(Path(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), folder / "MyHand.ttf")
+
+
+def target_args(target, **overrides):
+    values = dict(synthetic=True, synthetic_target_fonts=str(target), synthetic_train_samples=24,
+                  synthetic_eval_samples=8, synthetic_printed_share=0.0, augment="none")
+    return DataArguments(**{**values, **overrides})
+
+
+def test_a_target_hand_renders_every_split_in_it_from_disjoint_lines(tmp_path):
+    target = dejavu(tmp_path / "hand")
+    splits = load_splits(target_args(target))
+    texts = {name: list(split["text"]) for name, split in splits.items()}
+    assert {name: len(lines) for name, lines in texts.items()} == {"train": 24, "validation": 8, "test": 8}
+    train, validation, test = (set(texts[name]) for name in ("train", "validation", "test"))
+    assert not (train & validation or train & test or validation & test)
+    for split in ("train", "validation", "test"):  # the target hand only, in every split
+        assert {row["font"] for row in generate(split, 8, target_fonts=str(target), printed_share=0.0)} == {"MyHand"}
+
+
+def test_a_font_stage1_was_given_is_refused_as_target_naming_it(tmp_path):
+    copy = shutil.copy(font_files("caveat")[0], tmp_path / "MyCaveat.ttf")  # renamed: still stage 1's hand
+    with pytest.raises(ValueError, match=r"MyCaveat.ttf is stage 1's font 'caveat'"):
+        load_splits(target_args(copy))
+    stage1_dir = tmp_path / "stage1-fonts"
+    target = dejavu(stage1_dir)  # a user's own stage-1 font folder
+    with pytest.raises(ValueError, match=r"MyHand.ttf is stage 1's font 'MyHand'"):
+        load_splits(target_args(target, synthetic_stage1_font_dir=str(stage1_dir)))
+    with pytest.raises(FileNotFoundError, match="synthetic_target_fonts .*nothing.ttf: no such font file"):
+        load_splits(target_args(tmp_path / "nothing.ttf"))

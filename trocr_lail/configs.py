@@ -76,6 +76,15 @@ class DataArguments:
     synthetic_font_dir: str | None = field(
         default=None, metadata={"help": "synthetic: folder of extra TTF/OTF training fonts (searched recursively; "
                                         "never used for validation/test)."})
+    synthetic_target_fonts: str | None = field(
+        default=None, metadata={"help": "synthetic: a target writer's hand for adaptation, a TTF/OTF file or a folder "
+                                        "of them: every split (train, validation, test) is rendered in it, from "
+                                        "disjoint text, instead of the toolkit's font split. Refused, naming the "
+                                        "font, when stage 1 was given it (the toolkit's fonts or "
+                                        "synthetic_stage1_font_dir)."})
+    synthetic_stage1_font_dir: str | None = field(
+        default=None, metadata={"help": "synthetic_target_fonts: the synthetic_font_dir stage 1 trained with, if "
+                                        "any; a target font found in it is refused too."})
     synthetic_printed_share: float = field(
         default=0.1, metadata={"help": "synthetic: share of training lines in printed fonts (0 = handwriting only)."})
     synthetic_max_chars: int = field(

@@ -22,7 +22,7 @@ import datasets
 
 from ..availability import hub_resource
 from ..configs import DataArguments
-from .fonts import split_fonts
+from .fonts import refuse_stage1_fonts, split_fonts
 from .stream import SyntheticLineStream, line_spec
 from .synthetic import RENDER_VERSION, LineFactory
 from .validate import Problem
@@ -33,6 +33,8 @@ logger = logging.getLogger("trocr_lail")
 
 def load_splits(args: DataArguments) -> datasets.DatasetDict:
     splits = [s for s in (args.train_split, args.validation_split, args.test_split) if s]
+    if args.synthetic and args.synthetic_target_fonts:
+        refuse_stage1_fonts(args.synthetic_target_fonts, args.synthetic_stage1_font_dir)
     return datasets.DatasetDict({split: load_split(args, split) for split in splits})
 
 
