@@ -220,11 +220,13 @@ def load_local_split(folder: Path) -> datasets.Dataset:
 
 
 def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan]:
-    """The metadata scans behind the local ``splits`` (empty for Hub and synthetic data)."""
+    """The metadata scans behind the local ``splits`` (empty for Hub and synthetic data). The degraded test copies
+    are made in memory: they have no folder and no scan."""
     if not args.data_dir:
         return {}
-    return {name: _scans.get((Path(args.data_dir) / name).resolve()) or scan_metadata(Path(args.data_dir) / name)
-            for name in splits}
+    degraded = {f"{args.test_split}_{name}" for name in getattr(args, "test_degradations", None) or ()}
+    folders = {name: Path(args.data_dir) / name for name in splits if name not in degraded}
+    return {name: _scans.get(folder.resolve()) or scan_metadata(folder) for name, folder in folders.items()}
 
 
 def require_clean_metadata(args: DataArguments, split: str) -> None:
