@@ -107,3 +107,13 @@ def test_a_font_stage1_was_given_is_refused_as_target_naming_it(tmp_path):
         load_splits(target_args(target, synthetic_stage1_font_dir=str(stage1_dir)))
     with pytest.raises(FileNotFoundError, match="synthetic_target_fonts .*nothing.ttf: no such font file"):
         load_splits(target_args(tmp_path / "nothing.ttf"))
+
+
+def test_a_folder_dataset_with_degraded_test_copies_scans_only_its_own_folders(tmp_path):
+    """A user's own lines as the target writer, tested degraded too: the degraded copies are made in memory and
+    have no folder to scan (this failed with 'test_blur has no metadata.jsonl')."""
+    from trocr_lail.data.sources import metadata_scans
+
+    data = write_line_folder(tmp_path / "lines", {"train": 2, "test": 1})
+    args = DataArguments(data_dir=str(data), validation_split=None, test_degradations=["blur", "noise"])
+    assert set(metadata_scans(args, ["train", "test", "test_blur", "test_noise"])) == {"train", "test"}
