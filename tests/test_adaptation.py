@@ -70,6 +70,10 @@ def test_starting_from_an_export_trains_a_fresh_head_and_says_where_the_trained_
     assert model.ctc_head is not None
     assert "has no CTC head: training a fresh one" in caplog.text
     assert f"{tmp_path}, the run's output_dir, holds the trained head" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trocr_lail"):  # built from config: fresh is expected, no warning
+        CtcVisionEncoderDecoderModel.with_head(make_tiny_model(tiny_processor), 1, "tiny")
+    assert not caplog.text
 
 
 def dejavu(folder):

@@ -98,13 +98,14 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
                                  "head (its shape depends on it)")
             logger.info("Continuing the trained CTC head of %s (ctc_upsample %d).", source, saved)
             return model
-        hint = ""
         parent = Path(source).parent
         if Path(source).name == "export" and (parent / "config.json").is_file() and \
                 "ctc" in json.loads((parent / "config.json").read_text()):
-            hint = (f" {source} is a run's export (a plain model without the head); {parent}, the run's "
-                    "output_dir, holds the trained head: start from it to keep it.")
-        logger.warning("%s has no CTC head: training a fresh one (ctc_upsample %d).%s", source, upsample, hint)
+            logger.warning("%s has no CTC head: training a fresh one (ctc_upsample %d). It is a run's export (a "
+                           "plain model without the head); %s, the run's output_dir, holds the trained head: start "
+                           "from it to keep it.", source, upsample, parent)
+        else:  # a model built from config, or a checkpoint that never had a head: fresh is what it needs
+            logger.info("%s has no CTC head: training a fresh one (ctc_upsample %d).", source, upsample)
         return cls.from_plain(model, upsample=upsample)
 
     def forward(self, pixel_values=None, labels=None, encoder_outputs=None, **kwargs):
