@@ -69,24 +69,53 @@ def write_line_folder(root: Path, rows_per_split: dict[str, int]) -> Path:
     return root
 
 
-def smoke_shape(recipe: dict) -> str:
-    """The model a recipe's smoke run uses: its published shape from config, or tiny for tiny recipes."""
+def is_run_output(name: str) -> bool:
+    """A recipe that starts from another recipe's output_dir (adaptation starts from stage 1's)."""
+    return name.startswith("outputs/")
+
+
+def save_tiny_stage1(folder: Path) -> Path:
+    """A tiny model with a CTC head saved as a run's output_dir is (model, head, processor): the stage 1 an
+    adaptation recipe's smoke run starts from. Made once per folder."""
+    if not (folder / "config.json").is_file():
+        from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
+        from trocr_lail.models.loading import set_special_tokens
+        from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
+
+        processor = build_tiny_processor(image_height=16, image_width=64)
+        model = build_tiny_model(processor, encoder_layers=2, encoder_dim=32, decoder_layers=1, decoder_dim=32,
+                                 patch_size=(16, 8), max_length=128, dropout=0.0)
+        set_special_tokens(model, processor.tokenizer)
+        CtcVisionEncoderDecoderModel.from_plain(model).save_pretrained(folder)
+        processor.save_pretrained(folder)
+    return folder
+
+
+def smoke_shape(recipe: dict, stage1_dir: Path | None = None) -> str:
+    """The model a recipe's smoke run uses: its published shape from config, tiny for tiny recipes, or a saved
+    tiny stage 1 (in ``stage1_dir``) for a recipe that starts from a run's output_dir."""
     name = str(recipe.get("model_name_or_path", "tiny"))
     if name == "tiny" or name.startswith("config:"):
         return name
+    if is_run_output(name):
+        if stage1_dir is None:
+            raise ValueError(f"model_name_or_path {name} is a run's output: pass stage1_dir for its smoke stand-in")
+        return str(save_tiny_stage1(stage1_dir))
     match = SIZE_RE.search(name)
     if not match:
         raise ValueError(f"no config shape known for model_name_or_path {name}")
     return f"config:trocr-{match.group(1)}"
 
 
-def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int = 2) -> dict:
+def smoke_recipe(recipe_path: Path, data_dir: Path, output_dir: Path, steps: int = 2,
+                 stage1_dir: Path | None = None) -> dict:
     """The recipe with the smoke-run substitutions; steps are optimizer steps (one micro-batch each)."""
     recipe = yaml.safe_load(recipe_path.read_text())
     for key in ("dataset_name", "dataset_config_name", "synthetic", "synthetic_train_samples",
-                "synthetic_eval_samples", "corpus_file", "max_train_samples", "max_eval_samples"):
+                "synthetic_eval_samples", "corpus_file", "max_train_samples", "max_eval_samples",
+                "synthetic_target_fonts", "synthetic_stage1_font_dir"):
         recipe.pop(key, None)
-    recipe.update(model_name_or_path=smoke_shape(recipe), data_dir=str(data_dir), output_dir=str(output_dir),
+    recipe.update(model_name_or_path=smoke_shape(recipe, stage1_dir), data_dir=str(data_dir), output_dir=str(output_dir),
                   fp16=False, bf16=False, use_cpu=True, max_steps=steps, per_device_train_batch_size=1,
                   per_device_eval_batch_size=1, gradient_accumulation_steps=1, push_to_hub=False)
     if recipe.get("lail"):

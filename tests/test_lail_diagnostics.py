@@ -152,3 +152,32 @@ def test_smollm2_fresh_connectors_inform_about_nothing_an_oracle_prefix_a_lot(sm
             assert -1.0 < info.min() and info.max() < 0.3, (seed, info)
         oracle = uncond - model.score_prefixes(llm.get_input_embeddings()(text["llm_input_ids"]), **text)
     assert oracle > 1.5, oracle
+
+
+def test_another_line_control_is_logged_on_the_same_batch_in_both_modes(tmp_path, tiny_processor, llm_tokenizer):
+    """Step 0 is connector-only, step 1 trains everything: both log own and another line's prefix information,
+    and the another-line score is the own score's batch with the prefixes rolled by one line."""
+    trainer, model, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
+                                     lail_overrides={"lail_connector_only_steps": 1, "lail_every_k_steps": 1},
+                                     args_overrides={"max_steps": 2})
+    calls = []
+    original = model.lail_losses
+
+    def spy(hidden_states, llm_input_ids, *rest):
+        calls.append(([h.detach().clone() for h in hidden_states], llm_input_ids.clone()))
+        return original(hidden_states, llm_input_ids, *rest)
+
+    model.lail_losses = spy
+    trainer.train()
+    assert len(calls) == 4  # per step: the own prefixes, then the another-line control
+    for (own, own_ids), (other, other_ids) in (calls[0:2], calls[2:4]):
+        assert torch.equal(own_ids, other_ids)
+        rows = own_ids.shape[0]
+        for layer in model.lail_layers:
+            assert torch.equal(other[layer], own[layer][:rows].roll(1, dims=0))
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logged) == 2
+    for entry in logged:
+        for layer in (1, 2):
+            assert f"lail_prefix_info_layer_{layer}" in entry
+            assert f"lail_prefix_info_mismatched_layer_{layer}" in entry

@@ -39,7 +39,7 @@ def line_folder(tmp_path_factory):
 
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_runs_two_steps(recipe_path, line_folder, tmp_path, out_dir, monkeypatch):
-    recipe = smoke_recipe(recipe_path, line_folder, out_dir)
+    recipe = smoke_recipe(recipe_path, line_folder, out_dir, stage1_dir=tmp_path / "stage1")
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe))
     monkeypatch.setattr(trocr_lail.models.loading, "build_model", slim_model)

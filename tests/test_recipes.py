@@ -84,6 +84,20 @@ def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():
         {k: v for k, v in baseline.items() if k != "output_dir"}
 
 
+def test_adaptation_recipes_are_stage1_as_the_quickstart_and_lail_as_the_baseline_plus_lail_options():
+    import yaml
+
+    root = Path(__file__).parents[1] / "recipes"
+    load = lambda path: yaml.safe_load((root / path).read_text())  # noqa: E731
+    quickstart, stage1 = load("quickstart/baseline.yaml"), load("adaptation/stage1.yaml")
+    baseline, lail = load("adaptation/baseline.yaml"), load("adaptation/lail.yaml")
+    assert {k: v for k, v in stage1.items() if k != "output_dir"} == \
+        {k: v for k, v in quickstart.items() if k != "output_dir"}
+    assert baseline["model_name_or_path"] == lail["model_name_or_path"] == stage1["output_dir"]
+    assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
+        {k: v for k, v in baseline.items() if k != "output_dir"}
+
+
 def test_trainer_uses_the_fairseq_warmup_when_warmup_init_lr_is_set(tmp_path):
     from conftest import TINY_ARGS
     from trocr_lail.run import main

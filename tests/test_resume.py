@@ -30,3 +30,18 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_processor, optim_m
     assert resumed_losses[4] == pytest.approx(losses[4], rel=1e-6)
     for name, value in full_model.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[name], value, msg=name)
+
+
+def test_load_best_model_at_end_restores_every_weight_of_the_best_checkpoint(tmp_path, tiny_processor):
+    """Trainer's own best-model load is non-strict and misses the ViT layers transformers 5.x saves under legacy
+    names: the encoder would stay at the last step's weights next to the best step's decoder."""
+    trainer, model = run(tmp_path, tiny_processor, seed=0)
+    best = {name: value.clone() for name, value in model.state_dict().items()}
+    trainer.save_model(str(tmp_path / "best"))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # what later steps would have done
+    trainer.state.best_model_checkpoint = str(tmp_path / "best")
+    trainer._load_best_model()
+    for name, value in best.items():
+        torch.testing.assert_close(model.state_dict()[name], value, msg=name)

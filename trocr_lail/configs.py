@@ -76,6 +76,15 @@ class DataArguments:
     synthetic_font_dir: str | None = field(
         default=None, metadata={"help": "synthetic: folder of extra TTF/OTF training fonts (searched recursively; "
                                         "never used for validation/test)."})
+    synthetic_target_fonts: str | None = field(
+        default=None, metadata={"help": "synthetic: a target writer's hand for adaptation, a TTF/OTF file or a folder "
+                                        "of them: every split (train, validation, test) is rendered in it, from "
+                                        "disjoint text, instead of the toolkit's font split. Refused, naming the "
+                                        "font, when stage 1 was given it (the toolkit's fonts or "
+                                        "synthetic_stage1_font_dir)."})
+    synthetic_stage1_font_dir: str | None = field(
+        default=None, metadata={"help": "synthetic_target_fonts: the synthetic_font_dir stage 1 trained with, if "
+                                        "any; a target font found in it is refused too."})
     synthetic_printed_share: float = field(
         default=0.1, metadata={"help": "synthetic: share of training lines in printed fonts (0 = handwriting only)."})
     synthetic_max_chars: int = field(
@@ -156,7 +165,8 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
                                        "out of the export. Speeds up learning where to look "
-                                       "(trocr_lail/models/ctc.py)."})
+                                       "(trocr_lail/models/ctc.py). A model_name_or_path that is a run's "
+                                       "output_dir continues its trained head; its export/ has none."})
     ctc_guided_attention: float = field(
         default=0.0, metadata={"help": "With ctc_weight > 0: add this weight times -log(the decoder's cross-attention "
                                        "mass near each character's CTC-aligned column) to the loss, so the decoder "

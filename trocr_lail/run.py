@@ -43,11 +43,15 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.
-    processor, model = load_processor_and_model(model_args)
     if training_args.ctc_weight > 0:
-        model = CtcVisionEncoderDecoderModel.from_plain(model, upsample=model_args.ctc_upsample)
+        # Loaded as the CTC class, a saved run's trained head (config.ctc, ctc_head weights) comes with it; a plain
+        # load would drop those weights as unexpected and the run would train a fresh head.
+        processor, model = load_processor_and_model(model_args, model_class=CtcVisionEncoderDecoderModel)
+        model = CtcVisionEncoderDecoderModel.with_head(model, model_args.ctc_upsample, model_args.model_name_or_path)
         if training_args.ctc_guided_attention > 0:
             model.enable_guided_attention()
+    else:
+        processor, model = load_processor_and_model(model_args)
     check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = add_degraded_splits(load_splits(data_args), data_args)

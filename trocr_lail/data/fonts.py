@@ -8,7 +8,9 @@ glyphs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+from functools import lru_cache
 from pathlib import Path
 
 # Fonts a user can read at a glance, so held-out CER measures generalisation rather than illegibility.
@@ -40,15 +42,57 @@ def font_files(name: str) -> list[Path]:
     return files
 
 
-def folder_fonts(folder: str | Path) -> list[tuple[str, Path]]:
+def folder_fonts(folder: str | Path, what: str = "synthetic_font_dir") -> list[tuple[str, Path]]:
     """``(name, path)`` for every TTF/OTF under ``folder`` (recursive); the name is the file stem."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"synthetic_font_dir {root} is not a folder")
+        raise FileNotFoundError(f"{what} {root} is not a folder")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in FONT_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"synthetic_font_dir {root} holds no .ttf or .otf files")
+        raise FileNotFoundError(f"{what} {root} holds no .ttf or .otf files")
     return [(path.stem, path) for path in files]
+
+
+def target_fonts(path: str | Path) -> list[tuple[str, str]]:
+    """``(name, file)`` of a target writer's hand: one TTF/OTF file, or every one under a folder."""
+    target = Path(path)
+    if target.is_dir():
+        return [(name, str(file)) for name, file in folder_fonts(target, "synthetic_target_fonts")]
+    if not target.is_file():
+        raise FileNotFoundError(f"synthetic_target_fonts {target}: no such font file or folder")
+    if target.suffix.lower() not in FONT_SUFFIXES:
+        raise ValueError(f"synthetic_target_fonts {target} is not a .ttf or .otf file")
+    return [(target.stem, str(target))]
+
+
+def refuse_stage1_fonts(target: str | Path, stage1_font_dir: str | None = None) -> None:
+    """Refuse a target font that stage 1 was given (the toolkit's training, printed, validation and test fonts,
+    plus ``stage1_font_dir``): adapting to a hand the model already knows measures nothing. A renamed copy (same
+    bytes) or another version of the family (same family name) counts as the same hand."""
+    stage1 = [(name, str(path)) for name in ALL_FONTS for path in font_files(name)]
+    if stage1_font_dir:
+        stage1 += [(name, str(path)) for name, path in folder_fonts(stage1_font_dir, "synthetic_stage1_font_dir")]
+    known = {}
+    for name, path in stage1:
+        known.setdefault(_digest(path), (name, path))
+        known.setdefault(_family(path), (name, path))
+    for _, path in target_fonts(target):
+        hit = known.get(_digest(path)) or known.get(_family(path))
+        if hit:
+            raise ValueError(f"synthetic_target_fonts file {path} is stage 1's font '{hit[0]}' ({hit[1]}): a target "
+                             "writer must be a hand stage 1 never saw; choose another font")
+
+
+@lru_cache(maxsize=None)
+def _digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _family(path: str) -> str:
+    from PIL import ImageFont
+
+    return "family:" + ImageFont.truetype(path, 12).getname()[0].strip().lower()
 
 
 def split_fonts(split: str) -> tuple[str, ...]:

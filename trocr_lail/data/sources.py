@@ -23,7 +23,7 @@ import datasets
 
 from ..availability import hub_resource
 from ..configs import DataArguments
-from .fonts import split_fonts
+from .fonts import refuse_stage1_fonts, split_fonts
 from .pages.lines import cut_line, holds_pages, page_files, scan_pages
 from .stream import SyntheticLineStream, line_spec
 from .synthetic import RENDER_VERSION, LineFactory
@@ -38,6 +38,8 @@ logger = logging.getLogger("trocr_lail")
 
 def load_splits(args: DataArguments) -> datasets.DatasetDict:
     splits = [s for s in (args.train_split, args.validation_split, args.test_split) if s]
+    if args.synthetic and args.synthetic_target_fonts:
+        refuse_stage1_fonts(args.synthetic_target_fonts, args.synthetic_stage1_font_dir)
     return datasets.DatasetDict({split: load_split(args, split) for split in splits})
 
 
@@ -315,11 +317,15 @@ def load_local_split(folder: Path, args: DataArguments | None = None) -> dataset
 
 
 def metadata_scans(args: DataArguments, splits) -> dict[str, MetadataScan | PageScan]:
-    """The metadata (or page) scans behind the local ``splits`` (empty for Hub and synthetic data)."""
+    """The metadata (or page) scans behind the local ``splits`` (empty for Hub and synthetic data). The degraded test
+    copies are made in memory: they have no folder and no scan."""
     if not args.data_dir:
         return {}
+    degraded = {f"{args.test_split}_{name}" for name in getattr(args, "test_degradations", None) or ()}
     scans = {}
     for name in splits:
+        if name in degraded:
+            continue
         folder = Path(args.data_dir) / name
         if folder.resolve() not in _scans:
             load_local_split(folder, args)

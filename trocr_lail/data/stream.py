@@ -86,6 +86,7 @@ def line_spec(args, role: str) -> LineSpec:
     """The :class:`LineSpec` of one split role (train / validation / test) from a recipe's DataArguments."""
     sources = (args.corpus_file,) + tuple(args.synthetic_text_files or ())
     return LineSpec(split=role, seed=args.synthetic_seed, text_sources=sources, font_dir=args.synthetic_font_dir,
+                    target_fonts=args.synthetic_target_fonts,
                     printed_share=args.synthetic_printed_share, max_chars=args.synthetic_max_chars,
                     min_aspect=args.synthetic_min_aspect)
 

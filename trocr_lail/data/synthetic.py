@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .corpus import source_lines
-from .fonts import PRINTED_FONTS, resolve_fonts, split_fonts
+from .fonts import PRINTED_FONTS, resolve_fonts, split_fonts, target_fonts
 
 RENDER_VERSION = 2  # bump when rendering changes, so cached synthetic sets are rendered anew
 
@@ -39,6 +39,7 @@ class LineSpec:
     text_sources: tuple = (None,)  # None: the bundled prose; else text file paths
     fonts: tuple | None = None  # fontpkg handwriting families; None: the split's default (fonts.py)
     font_dir: str | None = None  # extra training fonts (TTF/OTF folder); training split only
+    target_fonts: str | None = None  # a target writer's TTF/OTF file or folder: every split's hand (adaptation)
     printed_share: float = 0.1  # training split only: held-out CER is measured on handwriting
     max_chars: int = 90
     min_aspect: float | None = 12.0
@@ -60,7 +61,11 @@ class LineFactory:
             raise ValueError(f"synthetic_printed_share must be in [0, 1], not {spec.printed_share}")
         self.lines = source_lines(tuple(spec.text_sources), spec.split, spec.max_chars)
         is_train = spec.split == "train"
-        families = resolve_fonts(tuple(spec.fonts or split_fonts(spec.split)), spec.font_dir if is_train else None)
+        if spec.target_fonts:  # one hand in every split; the splits still differ in their text
+            families = target_fonts(spec.target_fonts)
+        else:
+            names = tuple(spec.fonts or split_fonts(spec.split))
+            families = resolve_fonts(names, spec.font_dir if is_train else None)
         self.fonts = _by_family(families)
         self.printed = _by_family(resolve_fonts(PRINTED_FONTS)) if is_train and spec.printed_share > 0 else []
 

@@ -87,8 +87,9 @@ class LailVisionEncoderDecoderModel(CtcVisionEncoderDecoderModel):
         if lail_only:
             with torch.no_grad():
                 hidden = self.encode_for_lail(pixel_values)
+            # The hidden states go out too, so the trainer scores the another-line control on this very batch.
             return LailSeq2SeqLMOutput(lail_losses=self.lail_losses(hidden, llm_input_ids, llm_attention_mask,
-                                                                    llm_labels))
+                                                                    llm_labels), encoder_hidden_states=hidden)
         if llm_input_ids is None or self.llm is None:
             return super().forward(pixel_values=pixel_values, labels=labels, encoder_outputs=encoder_outputs,
                                    **kwargs)

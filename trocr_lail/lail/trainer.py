@@ -11,7 +11,8 @@ Diagnostics (is the prefix informative, and how hard does LAIL pull on the encod
 - ``lail_prefix_info_layer_<l>`` = ``lail_uncond_loss - lail_loss_layer_<l>``, in nats per token: what the tap's
   prefix tells the LLM about the line. About zero for an uninformative prefix, negative when it only disturbs.
 - ``lail_prefix_info_mismatched_layer_<l>``: the same with each line after another line's prefix (every LAIL
-  step with a seq2seq loss, and eval: one more forward without gradient). Line-specific information is
+  step, connector-only ones included, and eval: one more forward without gradient, on the same batch and hidden
+  states as the line's own prefix). Line-specific information is
   ``prefix_info - prefix_info_mismatched``; a prefix that helps as much for the wrong line tells the LLM only
   "English prose", not what this line says.
 - ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
@@ -79,8 +80,9 @@ class LailTrainer(LineRecognitionTrainer):
             lail_term = alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
             loss = loss + lail_term
             uncond = self.accelerator.unwrap_model(model).unconditional_loss(**llm_inputs)
-            if model.training and s2s is not None:  # the same batch as the prefixed loss: a paired control
+            if model.training:  # a paired control: the same batch as the prefixed loss, in both training modes
                 self._record_mismatched("train", outputs.encoder_hidden_states, llm_inputs, uncond)
+            if model.training and s2s is not None:
                 if self._first_lail_step_of_interval():
                     self._record_gradient_ratios(outputs, s2s, lail_term)
         self._record("train" if model.training else "eval", lail_losses, alpha, uncond)

@@ -19,13 +19,18 @@ blank is the tokenizer's padding token, which never occurs in a target.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 from transformers.modeling_outputs import Seq2SeqLMOutput
+
+logger = logging.getLogger("trocr_lail")
 
 
 @dataclass
@@ -79,6 +84,29 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
             wrapped.enc_to_dec_proj = model.enc_to_dec_proj
         wrapped.generation_config = model.generation_config
         return wrapped
+
+    @classmethod
+    def with_head(cls, model: VisionEncoderDecoderModel, upsample: int, source: str):
+        """``model`` with a CTC head: its own trained one when it was loaded with one (``source``'s config has a
+        ``ctc`` entry and its weights a ``ctc_head``), else a fresh one, said in the log. A run's ``output_dir``
+        keeps the head; its ``export/`` (a plain model) never does."""
+        if getattr(model, "ctc_head", None) is not None:
+            saved = model.ctc_upsample
+            if upsample != saved:
+                raise ValueError(f"{source} has a trained CTC head with ctc_upsample {saved}, but the run asks for "
+                                 f"ctc_upsample {upsample}: set ctc_upsample: {saved} to continue training that "
+                                 "head (its shape depends on it)")
+            logger.info("Continuing the trained CTC head of %s (ctc_upsample %d).", source, saved)
+            return model
+        parent = Path(source).parent
+        if Path(source).name == "export" and (parent / "config.json").is_file() and \
+                "ctc" in json.loads((parent / "config.json").read_text()):
+            logger.warning("%s has no CTC head: training a fresh one (ctc_upsample %d). It is a run's export (a "
+                           "plain model without the head); %s, the run's output_dir, holds the trained head: start "
+                           "from it to keep it.", source, upsample, parent)
+        else:  # a model built from config, or a checkpoint that never had a head: fresh is what it needs
+            logger.info("%s has no CTC head: training a fresh one (ctc_upsample %d).", source, upsample)
+        return cls.from_plain(model, upsample=upsample)
 
     def forward(self, pixel_values=None, labels=None, encoder_outputs=None, **kwargs):
         if self.guide_attention and labels is not None and self.training:

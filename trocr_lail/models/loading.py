@@ -76,6 +76,9 @@ def set_resample(processor, name: str | None):
 
 
 def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDecoderModel, **model_kwargs):
+    """``model_class`` is what a saved model loads as, so that its own extra submodules (a trained CTC head) load
+    with it instead of being dropped as unexpected weights. Models built from config (tiny, ``config:``) come
+    back plain, initialised exactly as without it; callers add their heads."""
     processor = load_processor(args)
     if args.model_name_or_path == "tiny":
         model = build_tiny_model(
@@ -89,8 +92,6 @@ def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDeco
         with hub_resource("model", args.model_name_or_path, "model_name_or_path"):
             note_pickle_weights(args.model_name_or_path, args.revision, args.strict_safetensors)
             model = model_class.from_pretrained(args.model_name_or_path, **hub_kwargs(args), **model_kwargs)
-    if type(model) is not model_class:  # a model built from config, asked for as a subclass
-        model = model_class(config=model.config, **model_kwargs)
     set_special_tokens(model, processor.tokenizer)
     return processor, model
 

@@ -14,6 +14,7 @@ per target token of the micro-batch) are logged next to ``loss``.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..models.ctc import ctc_loss_sum
 from .checkpoints import disk_full_guard
 from .guided_attention import ctc_align, guided_attention_loss_sum
 from .nonfinite import NonFiniteLossGuard
+
+logger = logging.getLogger("trocr_lail")
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None,
@@ -159,6 +162,17 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             raise RuntimeError(f"Checkpoint {resume_from_checkpoint} lacks {len(missing)} weights the model has "
                                f"(e.g. {missing[:3]}); refusing to resume with freshly initialised weights.")
         target.load_state_dict(reloaded.state_dict(), strict=True)
+
+    def _load_best_model(self) -> None:
+        """``load_best_model_at_end`` through the same strict reload: Trainer's own non-strict load of the best
+        checkpoint would keep the ViT encoder layers of the *last* step next to the best step's other weights."""
+        target = self.accelerator.unwrap_model(self.model)
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not hasattr(target, "config") or \
+                hasattr(target, "peft_config"):
+            return super()._load_best_model()
+        logger.info("Loading best model from %s (score: %s).", self.state.best_model_checkpoint,
+                    self.state.best_metric)
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     def _save_checkpoint(self, model, trial) -> None:
         """A checkpoint save that runs out of disk space stops with one plain error and keeps the last complete
