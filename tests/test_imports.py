@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trocr_lail"
-ENTRY_POINTS = {"trocr_lail.cli", "trocr_lail.run", "trocr_lail.preflight", "trocr_lail.assets"}
+ENTRY_POINTS = {"trocr_lail.cli", "trocr_lail.cli_data", "trocr_lail.run", "trocr_lail.preflight", "trocr_lail.assets"}
 ENTRY_LAYER = ENTRY_POINTS | {"trocr_lail"}  # the package's __init__ only registers the pipeline
 
 
