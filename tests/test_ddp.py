@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from test_ddp_exit import SIGNS_OF_A_DIRTY_EXIT
+
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +30,7 @@ def launch(out: Path, processes: int, mode: str) -> tuple[list[dict], dict]:
         stderr = err.stderr.decode() if isinstance(err.stderr, bytes) else err.stderr or ""  # bytes despite text=True
         pytest.fail(f"{processes} processes hung for 300 s:\n{stderr[-3000:]}")
     assert result.returncode == 0, result.stderr[-3000:]
-    for sign in ("terminate called", "destroy_process_group"):  # a clean exit on every rank (trocr_lail.distributed)
+    for sign in SIGNS_OF_A_DIRTY_EXIT:  # a clean exit on every rank (trocr_lail.distributed)
         assert sign not in result.stderr + result.stdout, result.stderr[-3000:]
     return json.loads((out / "losses.json").read_text()), load_file(out / "weights.safetensors")
 

@@ -26,17 +26,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra, "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 def launch(*args: str) -> list[tuple[int, str]]:
-    """Two ranks started as torchrun would (env://), without torchrun's agent: each rank's own exit code."""
-    port = free_port()
-    ranks = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        ranks.append(subprocess.Popen([sys.executable, str(WORKER), *args], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    return [(rank.communicate(timeout=120)[0], rank.returncode)[::-1] for rank in ranks]
+    """Two ranks started as torchrun would (env://), without torchrun's agent: each rank's own exit code and
+    output."""
+    port = str(free_port())
+    ranks = [subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=worker_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                                                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for rank in range(2)]
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    return [(rank.returncode, output) for rank, output in zip(ranks, outputs)]
 
 
 def test_every_rank_exits_0_every_time():
@@ -48,10 +52,7 @@ def test_every_rank_exits_0_every_time():
 
 def test_an_error_exits_with_its_code_and_message_under_torchrun():
     """Rank 1 fails after training; torchrun reports the failure with rank 1's message, and nothing hangs."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(free_port()), str(WORKER), "fail"], env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(WORKER), "fail"], env=worker_env(), capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert "ddp-exit: error: rank 1 was told to fail" in run.stderr + run.stdout
