@@ -19,13 +19,11 @@ from .metrics import cer, wer
 from .report import write_report
 
 
-def image_sources(dataset) -> list[str | None]:
+def image_sources(images: list) -> list[str | None]:
     """Each row's image file as the dataset records it (local folders: the full path; Hub datasets: the file name
-    they were built from, if any), None for images with no file (synthetic lines, embedded bytes)."""
-    import datasets
-
-    raw = dataset.cast_column("image", datasets.Image(decode=False))["image"]
-    return [value.get("path") if isinstance(value, dict) else None for value in raw]
+    they were built from, if any), None for images with no file (synthetic lines, embedded bytes); from the
+    undecoded ``image`` column."""
+    return [value.get("path") if isinstance(value, dict) else None for value in images]
 
 
 def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
@@ -54,7 +52,7 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
         metrics["pages"] = page_cers(lines, references, predictions)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (report_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-        for row, (source, truth, prediction) in enumerate(zip(image_sources(dataset), references, predictions)):
+        for row, (source, truth, prediction) in enumerate(zip(image_sources(images), references, predictions)):
             record = {"row": row, "image": source, "text": truth, "prediction": prediction,
                       "confidence": round(confidences[row], 6)}
             if lines:
