@@ -11,7 +11,8 @@ import yaml
 
 from trocr_lail.evaluation.metrics import line_edits
 from trocr_lail.experiments.ablation import Grid, baseline_of, cell_name, command, expand, run_grid, steps_run, to_flags
-from trocr_lail.experiments.ablation_report import compare, evaluated_sets, markdown_table, summarise, write_report
+from trocr_lail.experiments.ablation_report import (compare, evaluated_sets, markdown_table, summarise,
+                                                   validation_prefix_table, write_report)
 from trocr_lail.experiments.uncertainty import paired_bootstrap
 from trocr_lail.parser import parse_recipe
 
@@ -186,3 +187,44 @@ def test_steps_run_reads_where_early_stopping_ended_the_run(tmp_path):
     assert steps_run(tmp_path) == {"global_step": 1050, "best_global_step": 600}
     (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 40, "best_global_step": None}))
     assert steps_run(tmp_path) == {"global_step": 40}  # no best checkpoint without evaluation
+
+
+def test_variants_cross_the_grid_and_pair_with_their_baseline(tmp_path):
+    grid = Grid.from_file(write_grid(
+        tmp_path, grid={"synthetic_target_fonts": ["/fonts/hand-a.ttf", "/fonts/b/"], "synthetic_train_samples": [100]},
+        variants=[{"name": "baseline", "lail": False}, {"name": "lail", "lail_connector_only_steps": 5}]))
+    assert [c.name for c in grid.cells] == [
+        "baseline_target_fonts=hand-a_train_samples=100", "lail_target_fonts=hand-a_train_samples=100",
+        "baseline_target_fonts=b_train_samples=100", "lail_target_fonts=b_train_samples=100"]
+    assert grid.cells[3].overrides == {"synthetic_target_fonts": "/fonts/b/", "synthetic_train_samples": 100,
+                                       "lail_connector_only_steps": 5}
+    assert baseline_of(grid, grid.cells[3]).name == grid.cells[2].name  # same font and N, not the other font's
+    with pytest.raises(ValueError, match="name"):
+        Grid.from_file(write_grid(tmp_path, grid={"lail_alpha": [1]}, variants=[{"lail": False}]))
+    with pytest.raises(ValueError, match="missing"):
+        Grid.from_file(write_grid(tmp_path, variants=[{"name": "a"}]))
+
+
+def test_only_runs_the_cells_it_matches(tmp_path, capsys):
+    grid = Grid.from_file(write_grid(tmp_path, seeds=[1, 2], grid={"synthetic_train_samples": [100, 300]},
+                                     variants=[{"name": "baseline", "lail": False}, {"name": "lail"}]))
+    run_grid(grid, dry_run=True, only="^baseline_.*=300$")
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and all("baseline_train_samples=300/seed-" in line for line in printed)
+
+
+def test_the_gate_table_pairs_own_and_another_line_per_evaluation(tmp_path):
+    rows = []
+    for seed, (own, other) in {1: (2.0, 1.5), 2: (3.0, 2.0)}.items():
+        run = tmp_path / f"seed-{seed}"
+        run.mkdir()
+        history = [{"step": step, "eval_lail_prefix_info_layer_2": own * step / 100,
+                    "eval_lail_prefix_info_mismatched_layer_2": other * step / 100} for step in (50, 100)]
+        history.insert(1, {"step": 75, "lail_prefix_info_layer_2": 9.0})  # a training entry: not the gate's
+        (run / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+        rows.append({"cell": "lail", "seed": seed, "run_dir": str(run)})
+    table = validation_prefix_table(rows)
+    # step 100: own 2.0 and 3.0 (mean 2.5), another 1.5 and 2.0 (1.75), own - another 0.5 and 1.0 (0.75)
+    assert "| lail | 2 | 100 | 2.50 ± 0.71 | 1.75 ± 0.35 | 0.75 ± 0.35 |" in table
+    assert "| lail | 2 | 50 |" in table and "| 75 |" not in table
+    assert validation_prefix_table([{"cell": "baseline", "seed": 1, "run_dir": str(tmp_path / "none")}]) == ""

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import set_seed
 
 from .configs import ModelArguments, TrainingArguments
 from .data.collator import LailCollator, LineCollator
@@ -29,6 +29,7 @@ from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
 from .training.checkpoints import disk_full_guard, resolve_resume
 from .training.plots import plot_training
+from .training.stopping import StagedEarlyStopping
 
 logger = logging.getLogger("trocr_lail")
 
@@ -146,7 +147,10 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
 def build_trainer(model, processor, args, train_dataset, eval_dataset, collator, trainer_class=None, **kwargs):
     from .training.trainer import LineRecognitionTrainer
 
-    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    lail_args = kwargs.get("lail_args")
+    start = lail_args.lail_connector_only_steps if lail_args is not None else 0
+    callbacks = [StagedEarlyStopping(args.early_stopping_patience, start_step=start)] \
+        if args.early_stopping_patience else []
     return (trainer_class or LineRecognitionTrainer)(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
         processing_class=processor, compute_metrics=build_compute_metrics(processor.tokenizer),

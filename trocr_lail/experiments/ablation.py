@@ -13,6 +13,13 @@ A grid file (YAML)::
       - {name: baseline, lail: false}
       - {name: low-data-lail, synthetic_train_samples: 1000}
 
+or, for the same comparison at every point of a grid, ``variants`` (named override sets) crossed with it::
+
+    grid: {synthetic_train_samples: [100, 300]}
+    variants:                                # cells baseline_train_samples=100, lail_train_samples=100, ...
+      - {name: baseline, lail: false}
+      - {name: lail, lail: true}
+
 Each cell (and seed) runs ``recipes/finetune.py`` in its own process (``launcher`` decides how: plain python by
 default, ``accelerate launch`` on GPUs), writes to ``<output_dir>/<cell>/`` (``<output_dir>/<cell>/seed-<s>/``
 with ``seeds``), and is skipped when its ``test_results.json`` already exists, so an interrupted grid resumes.
@@ -65,12 +72,18 @@ class Grid:
     @classmethod
     def from_file(cls, path: str | Path) -> "Grid":
         spec = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(spec) - {"recipe", "output_dir", "overrides", "grid", "cells", "launcher", "seeds"})
+        unknown = sorted(set(spec) - {"recipe", "output_dir", "overrides", "grid", "variants", "cells", "launcher",
+                                      "seeds"})
         if unknown or "recipe" not in spec or "output_dir" not in spec:
             raise ValueError(f"Grid {path}: needs 'recipe' and 'output_dir'; unknown keys: {unknown}")
         common = spec.get("overrides") or {}
         grid = spec.get("grid")
         cells = [Cell(cell_name(values), {**common, **values}) for values in expand(grid)] if grid else []
+        if spec.get("variants"):
+            if not grid:
+                raise ValueError(f"Grid {path}: 'variants' are crossed with 'grid', which is missing")
+            cells = [Cell(f"{variant['name']}_{cell.name}", {**cell.overrides, **overrides})
+                     for cell in cells for variant in spec["variants"] for overrides in [variant_overrides(variant)]]
         for extra in spec.get("cells") or []:
             extra = dict(extra)
             name = extra.pop("name", None) or cell_name(extra)
@@ -93,6 +106,12 @@ class Grid:
         return cls(spec["recipe"], spec["output_dir"], cells, spec.get("launcher", sys.executable), seeds)
 
 
+def variant_overrides(variant: dict) -> dict:
+    if not isinstance(variant, dict) or not variant.get("name"):
+        raise ValueError(f"Each of 'variants' needs a name: {variant!r}")
+    return {key: value for key, value in variant.items() if key != "name"}
+
+
 def expand(grid: dict) -> list[dict]:
     """Cartesian product of a ``{key: [values]}`` mapping, in the given key order."""
     keys = list(grid)
@@ -103,9 +122,12 @@ def cell_name(values: dict) -> str:
     def fmt(value):
         if isinstance(value, (list, tuple)):
             return "-".join(map(str, value))
+        if isinstance(value, str) and "/" in value:  # a font or data path: its file or folder name says enough
+            return Path(value).stem
         return str(value)
 
-    name = "_".join(f"{key.removeprefix('lail_')}={fmt(value)}" for key, value in values.items()) or "base"
+    name = "_".join(f"{key.removeprefix('lail_').removeprefix('synthetic_')}={fmt(value)}"
+                    for key, value in values.items()) or "base"
     return re.sub(r"[^A-Za-z0-9_.=-]", "", name)
 
 
@@ -127,13 +149,15 @@ def command(grid: Grid, cell: Cell, seed: int | None = None) -> list[str]:
 
 
 def run_grid(grid: Grid, dry_run: bool = False, shard: tuple[int, int] = (0, 1),
-             collect_only: bool = False) -> list[dict]:
+             collect_only: bool = False, only: str | None = None) -> list[dict]:
     """Run (or collect) every cell and seed, one row each; ``shard=(k, n)`` runs only runs k, k+n, ... of
     ``grid.runs()`` so n processes can share a grid (a final unsharded call then only collects).
-    ``collect_only`` runs nothing and leaves out runs without results (a report on a partial grid)."""
+    ``collect_only`` runs nothing and leaves out runs without results (a report on a partial grid).
+    ``only`` (a regular expression) keeps the cells whose name it matches: a shard chosen by meaning."""
     rows = []
     index, count = shard
-    for cell, seed in grid.runs()[index::count]:
+    runs = [(cell, seed) for cell, seed in grid.runs() if only is None or re.search(only, cell.name)]
+    for cell, seed in runs[index::count]:
         out = grid.run_dir(cell, seed)
         results = out / "test_results.json"
         cmd = command(grid, cell, seed)

@@ -149,6 +149,34 @@ def diagnostics_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_prefix_table(rows: list[dict]) -> str:
+    """The prefix gate on validation lines: at each LAIL run's first, middle and last evaluation, the prefix
+    information with the line's own prefix, with another line's (the same batches), and their difference (what the
+    prefix says about its own line), in nats/token, mean ± std over seeds."""
+    own, other = "eval_lail_prefix_info_layer_", "eval_lail_prefix_info_mismatched_layer_"
+    lines = ["| cell | tap | step | own line | another line | own - another |", "|" + " --- |" * 6]
+    for cell in dict.fromkeys(row["cell"] for row in rows):
+        runs = []
+        for row in rows:
+            state = Path(row["run_dir"]) / "trainer_state.json"
+            if row["cell"] == cell and state.is_file():
+                entries = [e for e in json.loads(state.read_text())["log_history"]
+                           if any(key.startswith(other) for key in e)]
+                if entries:
+                    runs.append(entries)
+        if not runs:
+            continue
+        count = min(len(entries) for entries in runs)
+        taps = sorted({key[len(other):] for entry in runs[0] for key in entry if key.startswith(other)}, key=int)
+        for tap in taps:
+            for position in sorted({0, count // 2, count - 1}):
+                pairs = [(e[position][own + tap], e[position][other + tap]) for e in runs]
+                cells = [_pm(mean_std(values), 1.0, 2, "") for values in
+                         ([a for a, _ in pairs], [b for _, b in pairs], [a - b for a, b in pairs])]
+                lines.append(f"| {cell} | {tap} | {runs[0][position]['step']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def plot_diagnostics(rows: list[dict], path: Path) -> bool:
     """Every LAIL run's prefix information (solid; dotted: another line's prefix) and gradient ratio over
     training, one colour per run; False when no run logged diagnostics."""
@@ -285,6 +313,11 @@ def write_report(grid: Grid, rows: list[dict], grid_file: str, num_samples: int 
                  "line's prefix (nats/token; their difference is what the prefix says about its own line), and the "
                  "LAIL/recognition gradient ratio into the tapped layer:\n\n" + diagnostics
                  + "\n![LAIL diagnostics](ablation_diagnostics.png)\n")
+    gate = validation_prefix_table(rows)
+    if gate:
+        text += ("\nThe prefix on validation lines (nats/token, mean ± std over seeds): what the tap's prefix tells "
+                 "the frozen LLM with the line's own prefix and with another line's, on the same batches; their "
+                 "difference is what it says about the line itself:\n\n" + gate)
     report = out / "ablation.md"
     report.write_text(text + "\n![test CER per cell](ablation.png)\n")
     payload = {"summary": summary, "differences": [{**item, "difference": vars(item["difference"]),
