@@ -195,9 +195,9 @@ def run_evaluate(args, extra: list[str]) -> int:
     print(f"CER {metrics['cer']:.2%}  WER {metrics['wer']:.2%}  on {metrics['lines']} lines of '{args.split}' "
           f"(beams {metrics['num_beams']}); report: {Path(args.report_dir) / 'report.html'}")
     if "confidence_temperature" in metrics:
-        print(f"confidence ECE {metrics['confidence_ece']:.4f}, at the temperature fitted on "
-              f"{metrics['temperature_fitted_on']} ({metrics['confidence_temperature']:.3g}): "
-              f"{metrics['confidence_ece_at_temperature']:.4f}")
+        print(f"confidence ECE {metrics['confidence_ece']:.4f} at temperature 1, "
+              f"{metrics['confidence_ece_at_temperature']:.4f} at {metrics['confidence_temperature']:.3g} (fitted on "
+              f"{metrics['temperature_fitted_on']}: predict --confidence_temperature)")
     for page, scores in metrics.get("pages", {}).items():
         print(f"  CER {scores['cer']:.2%} on {scores['lines']} lines of {page}")
     return 0
