@@ -64,25 +64,26 @@ def chosen_token_logprobs(out, eos_token_id, temperatures=(1.0,)):
     row is the one generation chose it from: greedy or sampling, its line's; beam search, the final beam's at that
     step (``beam_indices``, as ``compute_transition_scores`` reads them). The row (logits after the logits
     processors; with beams, log-probabilities after them) is divided by the temperature and renormalised, so that
-    greedy and beams mean the same thing and temperature 1 is the distribution the token was chosen from. Row by
-    row rather than ``compute_transition_scores``' one stacked copy of every beam's scores: a vocabulary-wide copy
-    per temperature would not fit in memory. Returns ``(tokens [lines, steps], logprobs [temperatures, lines,
+    greedy and beams mean the same thing and temperature 1 is the distribution the token was chosen from. Step by
+    step, only the final beams' rows, rather than ``compute_transition_scores``' stacked copy of every beam's
+    scores: one vocabulary-wide copy per temperature of that would cost beams x temperatures x the scores' memory.
+    Returns ``(tokens [lines, steps], logprobs [temperatures, lines,
     steps], keep [lines, steps])``."""
     beams = getattr(out, "beam_indices", None)
     if beams is None:
         beams = torch.arange(out.scores[0].shape[0], device=out.sequences.device)[:, None].expand(-1, len(out.scores))
     steps = int((beams >= 0).sum(dim=1).max())
     tokens, rows = out.sequences[:, -steps:], beams[:, :steps].clamp(min=0)
-    logprobs = torch.zeros(len(temperatures), *tokens.shape)
+    logprobs = torch.zeros(len(temperatures), *tokens.shape, device=tokens.device)
     for step in range(steps):
         scores = out.scores[step][rows[:, step]].float()
         chosen = tokens[:, step, None]
         for index, temperature in enumerate(temperatures):
-            logprobs[index, :, step] = torch.log_softmax(scores / temperature, dim=-1).gather(1, chosen)[:, 0].cpu()
+            logprobs[index, :, step] = torch.log_softmax(scores / temperature, dim=-1).gather(1, chosen)[:, 0]
     eos = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id], device=tokens.device)
     is_eos = torch.isin(tokens, eos).int()
     keep = ((torch.cumsum(is_eos, dim=1) - is_eos) == 0) & (beams[:, :steps] >= 0)
-    return tokens.cpu(), logprobs, keep.cpu()
+    return tokens.cpu(), logprobs.cpu(), keep.cpu()
 
 
 def line_confidence(logprobs, keep) -> float:
