@@ -70,15 +70,17 @@ def tf4_python() -> str:
     return python
 
 
-def run_tf4_pipeline(model_dir, image_paths, batch_size: int = 1):
-    """Texts that transformers 4.57.x's pipeline("image-to-text") reads, or None (skip) without that venv."""
+def run_tf4_pipeline(model_dir, image_paths, batch_size: int = 1, options: tuple[str, ...] = ()):
+    """Texts that transformers 4.57.x's pipeline("image-to-text") reads (with ``options`` ``--confidence``,
+    ``--num_beams N``, ``--confidence_temperature T``: the custom pipeline's records with confidences); skips
+    without that venv."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
     result = subprocess.run([tf4_python(), str(Path(__file__).with_name("tf4_pipeline.py")), "--batch_size",
-                             str(batch_size), str(model_dir), *map(str, image_paths)],
+                             str(batch_size), *options, str(model_dir), *map(str, image_paths)],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
+from trocr_lail.cli import main
 from trocr_lail.data.synthetic import generate
 from trocr_lail.hub.export import export_model
 from trocr_lail.hub.push import prepare_upload
@@ -18,7 +19,7 @@ from trocr_lail.inference import pipeline as line_pipeline
 from trocr_lail.inference.reader import LineReader
 from trocr_lail.models.tiny import build_tiny_processor
 
-from conftest import make_tiny_model
+from conftest import make_tiny_model, run_tf4_pipeline
 
 
 def image_sensitive_export(out_dir: Path, processor=None, model=None, max_length: int = 10) -> Path:
@@ -62,7 +63,8 @@ def test_export_carries_the_pipeline_file_and_registers_it(folders):
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "os", "PIL", "transformers"}  # never trocr_lail: Hub users do not have it
+    # never trocr_lail: Hub users do not have it (torch comes with transformers)
+    assert imported == {"__future__", "math", "os", "PIL", "torch", "transformers"}
 
 
 @pytest.mark.parametrize("name", ["export", "upload"])
@@ -78,6 +80,39 @@ def test_remote_code_pipeline_reads_like_line_reader(folders, paths, name):
         assert reader(image) == [{"generated_text": expected[3]}]
     for batch_size in (1, 4):
         assert reader([str(p) for p in paths], batch_size=batch_size) == [[{"generated_text": t}] for t in expected]
+
+
+@pytest.mark.parametrize("options", [[], ["--num_beams", "3", "--confidence_temperature", "1.5"]])
+def test_pipeline_confidences_equal_predicts(folders, paths, tmp_path, options):
+    out = tmp_path / "lines.jsonl"
+    assert main(["predict", str(folders["export"]), *map(str, paths), "--confidence", "--output", str(out),
+                 "--device", "cpu", "--no_progress", *options]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({row["conf"] for row in rows}) >= 4  # the lines differ, so equality below means something
+    kwargs = {"num_beams": 3, "confidence_temperature": 1.5} if options else {}
+    reader = pipeline("image-to-text", model=str(folders["export"]), trust_remote_code=True, device="cpu")
+    for batch_size in (1, 4):
+        got = [out[0] for out in reader([str(p) for p in paths], batch_size=batch_size, return_confidence=True,
+                                        **kwargs)]
+        assert_same_scores(got, rows)
+
+
+@pytest.mark.parametrize("options", [[], ["--num_beams", "3", "--confidence_temperature", "1.5"]])
+def test_pipeline_confidences_equal_predicts_on_transformers_4_57(folders, paths, tmp_path, options):
+    out = tmp_path / "lines.jsonl"
+    assert main(["predict", str(folders["export"]), *map(str, paths), "--confidence", "--output", str(out),
+                 "--device", "cpu", "--no_progress", *options]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert_same_scores(run_tf4_pipeline(folders["export"], paths, batch_size=4, options=["--confidence", *options]),
+                       rows)
+
+
+def assert_same_scores(records: list[dict], rows: list[dict]) -> None:
+    """Pipeline records against predict's JSONL rows (rounded to 4 decimals)."""
+    for record, row in zip(records, rows, strict=True):
+        assert record["generated_text"] == row["text"] and record["tokens"] == row["tokens"]
+        for key in ("conf", "token_conf", "char_conf"):
+            assert record[key] == pytest.approx(row[key], abs=6e-5), key
 
 
 def test_generation_arguments_override_the_config(folders, paths):

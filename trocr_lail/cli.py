@@ -47,7 +47,11 @@ def add_predict(parser: argparse.ArgumentParser) -> None:
                              "page folders, the folder for copies of their XML files with the recognised text.")
     parser.add_argument("--confidence", action="store_true",
                         help="Add each line's confidence (column conf: the geometric mean of its tokens' "
-                             "probabilities; always written into page files).")
+                             "probabilities; always written into page files); JSONL output also gets tokens, "
+                             "token_conf and char_conf.")
+    parser.add_argument("--confidence_temperature", type=float, default=1.0,
+                        help="Divide the score rows by T before taking the token probabilities (default 1; "
+                             "`evaluate --fit_temperature_on validation` fits one). The text does not change.")
     _generation_args(parser)
     parser.set_defaults(run=run_predict)
 
@@ -81,10 +85,12 @@ def run_predict(args) -> int:
         return 1
     reader = _reader(args)
     warn_inputs(reader.model.config, readable, names=readable)
+    scores = {"confidence_temperature": args.confidence_temperature} if args.confidence else {}
     results = reader.read(readable, progress=not args.no_progress, num_beams=args.num_beams,
-                          max_length=args.max_length, scored=args.confidence)
-    rows = [{"file": str(path), "text": result[0], "conf": round(result[1], 4)} if args.confidence else
-            {"file": str(path), "text": result} for path, result in zip(readable, results)]
+                          max_length=args.max_length, scored=args.confidence, **scores)
+    detailed = bool(args.output) and Path(args.output).suffix.lower() == ".jsonl"
+    rows = [confidence_row(path, result, detailed) if args.confidence else {"file": str(path), "text": result}
+            for path, result in zip(readable, results)]
     if args.output:
         _write_rows(Path(args.output), rows)
         print(f"wrote {len(rows)} lines to {args.output}", file=sys.stderr)
@@ -94,6 +100,16 @@ def run_predict(args) -> int:
     if skipped:
         print(f"{len(skipped)} of {len(paths)} files skipped (unreadable)", file=sys.stderr)
     return 0
+
+
+def confidence_row(path: Path, line: dict, detailed: bool) -> dict:
+    """A predict row with ``LineReader.read_scored``'s scores (4 decimals); the per-token and per-character lists
+    only where the format has room for them (JSONL), so CSV and stdout keep their columns."""
+    row = {"file": str(path), "text": line["text"], "conf": round(line["conf"], 4)}
+    if detailed:
+        row.update(tokens=line["tokens"], token_conf=[round(c, 4) for c in line["token_conf"]],
+                   char_conf=[round(c, 4) for c in line["char_conf"]])
+    return row
 
 
 def _predict_pages(args) -> int:
@@ -111,7 +127,7 @@ def _predict_pages(args) -> int:
     for folder in folders:
         out = Path(args.output) / folder.name if len(folders) > 1 else Path(args.output)
         result = read_pages(reader, folder, out, progress=not args.no_progress, num_beams=args.num_beams,
-                            max_length=args.max_length)
+                            max_length=args.max_length, confidence_temperature=args.confidence_temperature)
         problems += result.problems
         print(f"{folder}: read {result.lines} lines of {len(result.written)} page file(s) into {out}",
               file=sys.stderr)
@@ -148,6 +164,9 @@ def add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="Split to evaluate (default test).")
     parser.add_argument("--report_dir", required=True, help="Folder for report.md, report.html, metrics.json.")
     parser.add_argument("--num_worst", type=int, default=20, help="Worst lines shown in the report.")
+    parser.add_argument("--fit_temperature_on", default=None, metavar="SPLIT",
+                        help="Also fit a confidence temperature on this split (e.g. validation) and report the "
+                             "evaluated split's ECE at it (for predict --confidence_temperature).")
     _generation_args(parser)
     parser.epilog = ("Data flags are the recipe's: --synthetic true, --data_dir DIR, --dataset_name ID, "
                      "--max_eval_samples N, ... (they override --config).")
@@ -171,9 +190,14 @@ def run_evaluate(args, extra: list[str]) -> int:
     check_model_source(args.model)
     metrics = evaluate_model(_reader(args), data_args, args.split, args.report_dir, batch_size=args.batch_size,
                              progress=not args.no_progress, model_name=args.model,
-                             num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length)
+                             num_worst=args.num_worst, num_beams=args.num_beams, max_length=args.max_length,
+                             fit_temperature_on=args.fit_temperature_on)
     print(f"CER {metrics['cer']:.2%}  WER {metrics['wer']:.2%}  on {metrics['lines']} lines of '{args.split}' "
           f"(beams {metrics['num_beams']}); report: {Path(args.report_dir) / 'report.html'}")
+    if "confidence_temperature" in metrics:
+        print(f"confidence ECE {metrics['confidence_ece']:.4f} at temperature 1, "
+              f"{metrics['confidence_ece_at_temperature']:.4f} at {metrics['confidence_temperature']:.3g} (fitted on "
+              f"{metrics['temperature_fitted_on']}: predict --confidence_temperature)")
     for page, scores in metrics.get("pages", {}).items():
         print(f"  CER {scores['cer']:.2%} on {scores['lines']} lines of {page}")
     return 0

@@ -1,6 +1,6 @@
 """Evaluate a model on one dataset split: batched reading (the same code as ``predict``), corpus CER/WER, how
-the line confidences track correctness (``confidence.py``), a Markdown + HTML report and a JSON file of the
-metrics."""
+the line confidences track correctness (``confidence.py``; optionally with a temperature fitted on another split),
+a Markdown + HTML report and a JSON file of the metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..configs import DataArguments
 from ..data.sources import PageScan, load_split, metadata_scans, require_clean_metadata
 from ..inference.ranges import warn_inputs
 from ..inference.reader import LineReader
-from .confidence import calibration
+from .confidence import TEMPERATURES, calibration, expected_calibration_error, fit_temperature
 from .metrics import cer, wer
 from .report import write_report
 
@@ -26,23 +26,47 @@ def image_sources(images: list) -> list[str | None]:
     return [value.get("path") if isinstance(value, dict) else None for value in images]
 
 
-def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
-                   batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
-                   **generate_kwargs) -> dict:
+def split_lines(data_args: DataArguments, split: str) -> tuple[list, list[str]]:
+    """A split's images, undecoded (the reader decodes through the training loader: same size, 16-bit and frame
+    rules), and their texts."""
     dataset = load_split(data_args, split)
     require_clean_metadata(data_args, split)
-    # Undecoded: the reader decodes through the training loader (same size, 16-bit and frame rules).
-    images = list(dataset.cast_column("image", datasets.Image(decode=False))["image"])
-    references = list(dataset["text"])
+    return list(dataset.cast_column("image", datasets.Image(decode=False))["image"]), list(dataset["text"])
+
+
+def fitted_temperature(reader: LineReader, data_args: DataArguments, split: str, **read_kwargs) -> tuple[float, int]:
+    """The confidence temperature fitted on ``split``'s lines (``confidence.fit_temperature``), and their count."""
+    images, references = split_lines(data_args, split)
+    lines = reader.read(images, scored=True, temperatures=TEMPERATURES, **read_kwargs)
+    return fit_temperature([line["conf_at"] for line in lines],
+                           [line["text"] == truth for line, truth in zip(lines, references)]), len(lines)
+
+
+def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, report_dir: str | Path,
+                   batch_size: int = 8, progress: bool = False, model_name: str = "model", num_worst: int = 20,
+                   fit_temperature_on: str | None = None, **generate_kwargs) -> dict:
+    """With ``fit_temperature_on`` (a split, e.g. validation), a confidence temperature is fitted on its lines
+    and the ECE of the evaluated split reported at it too; the report and predictions keep temperature 1."""
+    images, references = split_lines(data_args, split)
     warn_inputs(reader.model.config, images, references)
+    fitted = {}
+    if fit_temperature_on:
+        temperature, count = fitted_temperature(reader, data_args, fit_temperature_on, batch_size=batch_size,
+                                                progress=progress, **generate_kwargs)
+        fitted = {"confidence_temperature": temperature, "temperature_fitted_on": f"{fit_temperature_on} "
+                                                                                  f"({count} lines)"}
     start = time.perf_counter()
-    scored = reader.read(images, batch_size=batch_size, progress=progress, scored=True, **generate_kwargs)
+    scored = reader.read(images, batch_size=batch_size, progress=progress, scored=True,
+                         temperatures=(fitted["confidence_temperature"],) if fitted else (), **generate_kwargs)
     seconds = time.perf_counter() - start
-    predictions, confidences = [text for text, _ in scored], [conf for _, conf in scored]
+    predictions, confidences = [line["text"] for line in scored], [line["conf"] for line in scored]
+    if fitted:
+        fitted["confidence_ece_at_temperature"] = expected_calibration_error(
+            [line["conf_at"][0] for line in scored], [p == r for p, r in zip(predictions, references)])
     beams = generate_kwargs.get("num_beams") or reader.model.generation_config.num_beams or 1
     metrics = {"cer": cer(references, predictions), "wer": wer(references, predictions), "lines": len(references),
                "split": split, "num_beams": beams, "lines_per_second": len(references) / seconds,
-               **calibration(confidences, references, predictions)}
+               **calibration(confidences, references, predictions), **fitted}
     report_dir = Path(report_dir)
     write_report(report_dir, f"Evaluation of {model_name} on split '{split}'", metrics, images, references,
                  predictions, num_worst=num_worst, confidences=confidences)

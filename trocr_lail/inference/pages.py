@@ -6,6 +6,8 @@ input's folder layout under the output folder; an input file is never written (a
 overwrite one is refused). Lines that cannot be cut, and page files that cannot be read, are reported and left
 as they are (unreadable page files are not copied). Each line's confidence (``LineReader.read_scored``: the
 geometric mean of its tokens' probabilities) goes into PAGE ``conf`` and ALTO ``WC`` (the line's, on every word).
+Token and character confidences are not written: PAGE ``Word`` and ``Glyph`` need coordinates, which a line
+recogniser does not give.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def output_paths(folder: Path, out_dir: Path, files: list[Path]) -> dict[Path, P
     return targets
 
 
-def read_pages(reader, folder: Path, out_dir: Path, progress: bool = False, **generate_kwargs) -> PagesResult:
+def read_pages(reader, folder: Path, out_dir: Path, progress: bool = False, confidence_temperature: float = 1.0,
+               **generate_kwargs) -> PagesResult:
     """Read every line of the page files under ``folder`` and write their copies under ``out_dir``."""
     folder, out_dir = Path(folder), Path(out_dir)
     generate_kwargs = {k: v for k, v in generate_kwargs.items() if v is not None}
@@ -56,10 +59,11 @@ def read_pages(reader, folder: Path, out_dir: Path, progress: bool = False, **ge
         cuts = [cut_line(image, polygon) for _, polygon in page.lines]
         texts = []
         for start in range(0, len(cuts), reader.batch_size):
-            texts += reader.read_scored(cuts[start : start + reader.batch_size], **generate_kwargs)
+            texts += reader.read_scored(cuts[start : start + reader.batch_size],
+                                        confidence_temperature=confidence_temperature, **generate_kwargs)
             if bar is not None:
                 bar.update(len(cuts[start : start + reader.batch_size]))
-        recognised = {line.id: scored for (line, _), scored in zip(page.lines, texts)}
+        recognised = {line.id: (scored["text"], scored["conf"]) for (line, _), scored in zip(page.lines, texts)}
         writer(page.page)(page.page.xml, recognised, targets[page.page.xml])
         result.written.append(targets[page.page.xml])
         result.lines += len(texts)

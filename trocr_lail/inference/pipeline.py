@@ -8,6 +8,7 @@ mechanism), so that, with transformers alone::
     reader = pipeline("image-to-text", model="you/your-model", trust_remote_code=True)
     reader("line.png")                          # [{'generated_text': '...'}]
     reader(["a.png", "b.png"], batch_size=8)    # [[{'generated_text': ...}], [{'generated_text': ...}]]
+    reader("line.png", return_confidence=True)  # adds conf, tokens, token_conf, char_conf (describe_line)
 
 It reads like ``trocr_lail.inference.reader.LineReader`` (``trocr-lail predict``): EXIF orientation applied,
 transparency put on white paper, 16-bit grey scaled to 8 bits (as training decodes it), the model's generation config
@@ -20,8 +21,10 @@ This file is copied into exported models: it may import only the standard librar
 
 from __future__ import annotations
 
+import math
 import os
 
+import torch
 from PIL import Image, ImageOps
 from transformers import Pipeline
 
@@ -53,35 +56,112 @@ def open_line_image(image, timeout: float | None = None) -> Image.Image:
     return image.convert("RGB")
 
 
+def chosen_token_logprobs(out, eos_token_id, temperatures=(1.0,)):
+    """The chosen tokens of each generated line, their log-probabilities at each of ``temperatures``, and which
+    of them count: those up to and including the first EOS.
+
+    ``out`` is what ``generate(..., output_scores=True, return_dict_in_generate=True)`` returns. A token's score
+    row is the one generation chose it from: greedy or sampling, its line's; beam search, the final beam's at that
+    step (``beam_indices``, as ``compute_transition_scores`` reads them). The row (logits after the logits
+    processors; with beams, log-probabilities after them) is divided by the temperature and renormalised, so that
+    greedy and beams mean the same thing and temperature 1 is the distribution the token was chosen from. Step by
+    step, only the final beams' rows, rather than ``compute_transition_scores``' stacked copy of every beam's
+    scores: one vocabulary-wide copy per temperature of that would cost beams x temperatures x the scores' memory.
+    Returns ``(tokens [lines, steps], logprobs [temperatures, lines,
+    steps], keep [lines, steps])``."""
+    beams = getattr(out, "beam_indices", None)
+    if beams is None:
+        beams = torch.arange(out.scores[0].shape[0], device=out.sequences.device)[:, None].expand(-1, len(out.scores))
+    steps = int((beams >= 0).sum(dim=1).max())
+    tokens, rows = out.sequences[:, -steps:], beams[:, :steps].clamp(min=0)
+    logprobs = torch.zeros(len(temperatures), *tokens.shape, device=tokens.device)
+    for step in range(steps):
+        scores = out.scores[step][rows[:, step]].float()
+        chosen = tokens[:, step, None]
+        for index, temperature in enumerate(temperatures):
+            logprobs[index, :, step] = torch.log_softmax(scores / temperature, dim=-1).gather(1, chosen)[:, 0]
+    eos = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id], device=tokens.device)
+    is_eos = torch.isin(tokens, eos).int()
+    keep = ((torch.cumsum(is_eos, dim=1) - is_eos) == 0) & (beams[:, :steps] >= 0)
+    return tokens.cpu(), logprobs.cpu(), keep.cpu()
+
+
+def line_confidence(logprobs, keep) -> float:
+    """The geometric mean of the kept tokens' probabilities (1.0 for a line with none)."""
+    kept = logprobs[keep]
+    return math.exp(kept.mean().item()) if len(kept) else 1.0
+
+
+def character_confidences(text: str, prefixes: list[str], token_conf: list[float]) -> list[float]:
+    """One confidence per character of ``text``: that of the first token whose prefix (``prefixes[k]``: the
+    decoded text of tokens ``0..k``) reaches the character. Decoding prefixes rather than tokens one by one keeps
+    what the tokenizer does across tokens (a character split over byte tokens reads as U+FFFD until its last byte
+    arrives, which then owns it; spaces merged or cleaned up) and guarantees one value per character."""
+    confidences, done = [], 0
+    for prefix, conf in zip(prefixes, token_conf):
+        reached = len(os.path.commonprefix([prefix, text]))
+        confidences += [conf] * (reached - done) if reached > done else []
+        done = max(done, reached)
+    return confidences
+
+
+def describe_line(tokenizer, tokens, logprobs, keep) -> dict:
+    """A line's text and scores from its row of :func:`chosen_token_logprobs`: ``conf`` (the geometric mean of
+    the kept tokens' probabilities, EOS included), ``tokens`` (their vocabulary entries, EOS included),
+    ``token_conf`` (each one's probability) and ``char_conf`` (per character of the text, see
+    :func:`character_confidences`; EOS writes no character)."""
+    ids = tokens[keep].tolist()
+    token_conf = [math.exp(value) for value in logprobs[keep].tolist()]
+    prefixes = tokenizer.batch_decode([ids[: k + 1] for k in range(len(ids))], skip_special_tokens=True)
+    text = prefixes[-1] if prefixes else ""
+    return {"text": text, "conf": line_confidence(logprobs, keep), "tokens": tokenizer.convert_ids_to_tokens(ids),
+            "token_conf": token_conf, "char_conf": character_confidences(text, prefixes, token_conf)}
+
+
 class TrOCRLinePipeline(Pipeline):
     """Reads one text line per image with a ``VisionEncoderDecoderModel`` (TrOCR); returns
     ``[{"generated_text": ...}]`` per image, like transformers 4.57's ``ImageToTextPipeline``. Generation keyword
     arguments (``num_beams=4``, ``max_new_tokens=...``, or ``generate_kwargs={...}``) override the model's
-    generation config."""
+    generation config. With ``return_confidence=True`` each record also has ``conf``, ``tokens``, ``token_conf``
+    and ``char_conf`` (see :func:`describe_line`), at ``confidence_temperature`` (default 1), as ``trocr-lail
+    predict --confidence`` writes them."""
 
     _load_processor = False
     _load_image_processor = True
     _load_feature_extractor = False
     _load_tokenizer = True
 
-    def _sanitize_parameters(self, generate_kwargs=None, timeout=None, **kwargs):
+    def _sanitize_parameters(self, generate_kwargs=None, timeout=None, return_confidence=None,
+                             confidence_temperature=None, **kwargs):
         unknown = sorted(set(kwargs) - set(GENERATION_KEYS))
         if unknown:
             raise TypeError(f"{CLASS_NAME} got unknown arguments {unknown}; generation settings go in "
                             f"generate_kwargs={{...}} or as one of {', '.join(GENERATION_KEYS)}")
         forward = {**(generate_kwargs or {}), **{k: v for k, v in kwargs.items() if v is not None}}
+        if return_confidence:
+            forward["confidence_temperature"] = confidence_temperature or 1.0
         return ({} if timeout is None else {"timeout": timeout}), forward, {}
 
     def preprocess(self, image, timeout=None):
         pixels = self.image_processor(images=open_line_image(image, timeout), return_tensors="pt").pixel_values
         return {"pixel_values": pixels.to(self.model.dtype)}
 
-    def _forward(self, model_inputs, **generate_kwargs):  # Pipeline.forward has set inference mode and device
-        return {"ids": self.model.generate(model_inputs["pixel_values"], **generate_kwargs)}
+    def _forward(self, model_inputs, confidence_temperature=None, **generate_kwargs):  # in inference mode, on device
+        if confidence_temperature is None:
+            return {"ids": self.model.generate(model_inputs["pixel_values"], **generate_kwargs)}
+        out = self.model.generate(model_inputs["pixel_values"], output_scores=True, return_dict_in_generate=True,
+                                  **generate_kwargs)
+        tokens, logprobs, keep = chosen_token_logprobs(out, self.model.generation_config.eos_token_id,
+                                                       (confidence_temperature,))
+        return {"ids": out.sequences, "tokens": tokens, "logprobs": logprobs[0], "keep": keep}
 
     def postprocess(self, model_outputs):
-        return [{"generated_text": self.tokenizer.decode(ids, skip_special_tokens=True)}
-                for ids in model_outputs["ids"]]
+        if "logprobs" not in model_outputs:
+            return [{"generated_text": self.tokenizer.decode(ids, skip_special_tokens=True)}
+                    for ids in model_outputs["ids"]]
+        lines = [describe_line(self.tokenizer, *row) for row in zip(model_outputs["tokens"],
+                                                                     model_outputs["logprobs"], model_outputs["keep"])]
+        return [{"generated_text": line.pop("text"), **line} for line in lines]
 
 
 def custom_pipelines_entry() -> dict:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..data.images import load_rgb
+from .pipeline import chosen_token_logprobs, describe_line, line_confidence
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
 
@@ -84,9 +85,9 @@ class LineReader:
 
     def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
                 scored: bool = False, **generate_kwargs) -> Iterator[list]:
-        """Texts batch by batch, in input order (with ``scored``: ``(text, confidence)`` pairs, see
-        :meth:`read_scored`). ``generate_kwargs`` override the model's generation config (``num_beams``,
-        ``max_length``, ...); None values are ignored."""
+        """Texts batch by batch, in input order (with ``scored``: :meth:`read_scored`'s records, which also takes
+        its ``confidence_temperature`` and ``temperatures`` from ``generate_kwargs``). ``generate_kwargs`` override
+        the model's generation config (``num_beams``, ``max_length``, ...); None values are ignored."""
         batch_size = batch_size or self.batch_size
         generate_kwargs = {k: v for k, v in generate_kwargs.items() if v is not None}
         bar = None
@@ -109,23 +110,24 @@ class LineReader:
         return self.processor.batch_decode(ids, skip_special_tokens=True)
 
     @torch.inference_mode()
-    def read_scored(self, images: list[Image.Image], **generate_kwargs) -> list[tuple[str, float]]:
-        """Texts with a line confidence: the geometric mean of the probabilities of the generated tokens (EOS
-        included, padding after it not) under the distribution generation chose them from (after its logits
-        processors; with beams, the chosen beam's). The same texts as :meth:`read_loaded`."""
+    def read_scored(self, images: list[Image.Image], confidence_temperature: float = 1.0,
+                    temperatures: Sequence[float] = (), **generate_kwargs) -> list[dict]:
+        """Each line as ``pipeline.describe_line`` gives it: ``text`` (the same as :meth:`read_loaded`'s),
+        ``conf`` (the geometric mean of the probabilities of the generated tokens, EOS included, padding after it
+        not, each under the distribution generation chose it from: after its logits processors, with beams the
+        final beam's, divided by ``confidence_temperature``), ``tokens``, ``token_conf`` and ``char_conf``. With
+        ``temperatures``, also ``conf_at``: the line confidence at each of them (for fitting one)."""
         pixels = self.processor(images=images, return_tensors="pt").pixel_values
         out = self.model.generate(pixels.to(self.device, self.model.dtype), output_scores=True,
                                   return_dict_in_generate=True, **generate_kwargs)
-        beams = getattr(out, "beam_indices", None)
-        logprobs = self.model.compute_transition_scores(out.sequences, out.scores, beam_indices=beams,
-                                                        normalize_logits=beams is None)
-        tokens = out.sequences[:, -logprobs.shape[1]:]
-        eos = self.model.generation_config.eos_token_id
-        is_eos = torch.isin(tokens, torch.tensor(eos if isinstance(eos, list) else [eos], device=tokens.device))
-        keep = (torch.cumsum(is_eos, dim=1) - is_eos.int()) == 0  # up to and including the first EOS
-        mean = (logprobs.float() * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
-        texts = self.processor.batch_decode(out.sequences, skip_special_tokens=True)
-        return list(zip(texts, torch.exp(mean).tolist()))
+        tokens, logprobs, keep = chosen_token_logprobs(out, self.model.generation_config.eos_token_id,
+                                                       (confidence_temperature, *temperatures))
+        lines = []
+        for row in range(len(tokens)):
+            lines.append(describe_line(self.processor.tokenizer, tokens[row], logprobs[0, row], keep[row]))
+            if temperatures:
+                lines[-1]["conf_at"] = [line_confidence(at[row], keep[row]) for at in logprobs[1:]]
+        return lines
 
     def read(self, images: Sequence, batch_size: int | None = None, progress: bool = False, scored: bool = False,
              **generate_kwargs) -> list:
