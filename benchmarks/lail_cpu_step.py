@@ -6,9 +6,12 @@ backward and the optimizer step, plus what ``LailTrainer`` adds on a LAIL step (
 backward, its unconditional forward and the another-line control, both without gradient). Variants:
 
 - the LLM in float32 or bfloat16 (this CPU has AVX-512 BF16), eager or under ``torch.compile``;
-- the prefix: ``linear`` (one vector per patch column, 96), ``downsample`` with 2 or 3 blocks (24 or 12);
+- the prefix: ``linear`` (one vector per encoder position: 96 patch columns and CLS), ``downsample`` with 2 or 3
+  blocks (25 or 13);
 - fewer but fuller: 32 lines scored on every 4th step instead of 8 on every step (the same lines per step on
-  average; the derived row is the mean step).
+  average; the derived row is the mean step);
+- the another-line control on every 4th step only (``lail_control_every_k_steps: 4``; derived from a step
+  without it).
 
 Every ratio is against the baseline step measured in the same interleaved run, and "ms / scored line" is the extra
 time per transcription the LLM scored.
@@ -28,21 +31,21 @@ from common import LAIL_RECIPE, build_lail, device, interleaved_medians, print_t
 
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")
 ADAPTATION = ["--lail_layers", "2", "--lail_alpha", "0.5"]  # recipes/adaptation/lail.yaml's tap
-# name -> (overrides, lines scored per LAIL step, LLM dtype, compiled)
+# name -> (overrides, lines scored per LAIL step, LLM dtype, compiled); every step scores the control but the last
+DS25 = ["--lail_connector", "downsample", "--lail_downsample_blocks", "2"]
 VARIANTS = {
-    "linear 96, fp32 (before)": (["--lail_connector", "linear"], 8, "float32", False),
-    "linear 96, bf16": (["--lail_connector", "linear"], 8, "bfloat16", False),
-    "linear 96, bf16, compiled": (["--lail_connector", "linear"], 8, "bfloat16", True),
-    "downsample 24, bf16": (["--lail_connector", "downsample", "--lail_downsample_blocks", "2"], 8, "bfloat16",
+    "linear 97, fp32": (["--lail_connector", "linear"], 8, "float32", False),
+    "linear 97, bf16 (before: lail.yaml)": (["--lail_connector", "linear"], 8, "bfloat16", False),
+    "linear 97, bf16, compiled": (["--lail_connector", "linear"], 8, "bfloat16", True),
+    "downsample 25, bf16": (DS25, 8, "bfloat16", False),
+    "downsample 13, bf16": (["--lail_connector", "downsample", "--lail_downsample_blocks", "3"], 8, "bfloat16",
                             False),
-    "downsample 12, bf16": (["--lail_connector", "downsample", "--lail_downsample_blocks", "3"], 8, "bfloat16",
-                            False),
-    "downsample 24, bf16, 32 lines": (["--lail_connector", "downsample", "--lail_downsample_blocks", "2"], 32,
-                                      "bfloat16", False),
+    "downsample 25, bf16, 32 lines": (DS25, 32, "bfloat16", False),
 }
+NO_CONTROL = "downsample 25, bf16, no control"
 
 
-def train_step(model, optimizer, batch, lines: int | None):
+def train_step(model, optimizer, batch, lines: int | None, control: bool = True):
     """One optimizer step; with ``lines``, a LAIL step as ``LailTrainer.compute_loss`` takes it."""
     llm_inputs = {} if lines is None else {key: batch[key][:lines] for key in LLM_KEYS}
     outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"], **llm_inputs)
@@ -50,7 +53,8 @@ def train_step(model, optimizer, batch, lines: int | None):
     if lines is not None:
         loss = loss + 0.5 * outputs.lail_losses.sum()
         model.unconditional_loss(**llm_inputs)
-        model.mismatched_lail_losses(outputs.encoder_hidden_states, **llm_inputs)
+        if control:
+            model.mismatched_lail_losses(outputs.encoder_hidden_states, **llm_inputs)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -67,7 +71,7 @@ def main(argv=None):
     variants = {k: v for k, v in VARIANTS.items() if not (args.no_compile and v[3])}
     torch.manual_seed(0)
     batch = None
-    fns, compile_s, prefixes, llms = {}, {}, {}, {}
+    fns, compile_s, prefixes, llms, built = {}, {}, {}, {}, {}
     for name, (overrides, lines, dtype, compiled) in variants.items():
         model, collator, _ = build_lail(LAIL_RECIPE, args.llm, *ADAPTATION, "--lail_llm_dtype", dtype, *overrides)
         if dtype in llms:
@@ -86,9 +90,12 @@ def main(argv=None):
             compile_s[name] = time.perf_counter() - start
         with torch.no_grad():
             prefixes[name] = model.lail_connectors[0](model.encode_for_lail(batch["pixel_values"])[2]).shape[1]
+        built[name] = (model, optimizer)
         fns[name] = lambda m=model, o=optimizer, n=lines: train_step(m, o, batch, n)
     base_optimizer = torch.optim.AdamW(baseline_model.parameters(), lr=1e-5)
     fns = {"baseline": lambda: train_step(baseline_model, base_optimizer, batch, None), **fns}
+    model, optimizer = built["downsample 25, bf16"]
+    fns[NO_CONTROL] = lambda: train_step(model, optimizer, batch, 8, control=False)
     times = interleaved_medians(fns, args.repeats)
 
     base = times["baseline"]
@@ -99,11 +106,19 @@ def main(argv=None):
     for name, (_, lines, dtype, compiled) in variants.items():
         extra = times[name] - base
         note = f"compile {compile_s[name]:.0f} s once" if compiled else ""
-        table.append([name, prefixes[name], lines, times[name] * 1000, times[name] / base, extra / lines * 1000, note])
+        table.append([name, prefixes[name], lines, round(times[name] * 1000), times[name] / base,
+                      round(extra / lines * 1000), note])
         if lines > 8:
             k = lines // 8
             table.append([f"{name}, every {k}th step (mean step)", prefixes[name], f"{lines}/{k}",
-                          (base + extra / k) * 1000, (base + extra / k) / base, extra / lines * 1000, ""])
+                          round((base + extra / k) * 1000), (base + extra / k) / base, round(extra / lines * 1000),
+                          ""])
+    with_control, without = times["downsample 25, bf16"], times[NO_CONTROL]
+    table.append([NO_CONTROL, prefixes["downsample 25, bf16"], 8, round(without * 1000), without / base,
+                  round((without - base) / 8 * 1000), ""])
+    step = without + (with_control - without) / 4
+    table.append(["downsample 25, bf16, control every 4th step (mean step)", prefixes["downsample 25, bf16"], 8,
+                  round(step * 1000), step / base, round((step - base) / 8 * 1000), ""])
     print_table(["config", "prefix", "lines scored", "step ms", "/ baseline step", "ms / scored line", "note"], table)
     return times
 

@@ -181,3 +181,24 @@ def test_another_line_control_is_logged_on_the_same_batch_in_both_modes(tmp_path
         for layer in (1, 2):
             assert f"lail_prefix_info_layer_{layer}" in entry
             assert f"lail_prefix_info_mismatched_layer_{layer}" in entry
+
+
+def test_the_control_can_be_sampled_every_k_steps(tmp_path, tiny_processor, llm_tokenizer):
+    """lail_control_every_k_steps=2 over 3 steps: the another-line control runs on steps 0 and 2 only, and only
+    their logged entries carry it; the own-prefix information is logged on every step."""
+    trainer, model, _ = lail_trainer(tmp_path, tiny_processor, llm_tokenizer,
+                                     lail_overrides={"lail_control_every_k_steps": 2},
+                                     args_overrides={"max_steps": 3, "logging_steps": 1})
+    calls = []
+    original = model.mismatched_lail_losses
+
+    def spy(*args, **kwargs):
+        calls.append(trainer.state.global_step)
+        return original(*args, **kwargs)
+
+    model.mismatched_lail_losses = spy
+    trainer.train()
+    assert calls == [0, 2]
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert [("lail_prefix_info_mismatched_layer_1" in e) for e in logged] == [True, False, True]
+    assert all("lail_prefix_info_layer_1" in e for e in logged)

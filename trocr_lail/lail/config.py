@@ -55,6 +55,10 @@ class LailArguments:
     lail_max_lines: int | None = field(
         default=None, metadata={"help": "Score only the first N lines of each batch with the LLM (the s2s loss still "
                                         "sees all): LAIL's cost is the LLM's, so this bounds it on small hardware."})
+    lail_control_every_k_steps: int = field(
+        default=1, metadata={"help": "Score the another-line control (each line after another line's prefix: one "
+                                     "more LLM forward without gradient) on every k-th training step only; "
+                                     "evaluation scores it always."})
     lail_connector_only_steps: int = field(
         default=0, metadata={"help": "First stage: train only the connectors (TrOCR frozen, no s2s loss) for N "
                                      "steps."})
@@ -73,6 +77,8 @@ class LailArguments:
             raise ValueError(f"lail_alpha_schedule must be one of {ALPHA_SCHEDULES}, not {self.lail_alpha_schedule}")
         if self.lail_every_k_steps < 1:
             raise ValueError("lail_every_k_steps must be >= 1")
+        if self.lail_control_every_k_steps < 1:
+            raise ValueError("lail_control_every_k_steps must be >= 1")
         if self.lail_max_lines is not None and self.lail_max_lines < 1:
             raise ValueError("lail_max_lines must be >= 1 (or null for the whole batch)")
         self.layer_weights()

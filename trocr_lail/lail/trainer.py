@@ -11,8 +11,8 @@ Diagnostics (is the prefix informative, and how hard does LAIL pull on the encod
 - ``lail_prefix_info_layer_<l>`` = ``lail_uncond_loss - lail_loss_layer_<l>``, in nats per token: what the tap's
   prefix tells the LLM about the line. About zero for an uninformative prefix, negative when it only disturbs.
 - ``lail_prefix_info_mismatched_layer_<l>``: the same with each line after another line's prefix (every LAIL
-  step, connector-only ones included, and eval: one more forward without gradient, on the same batch and hidden
-  states as the line's own prefix). Line-specific information is
+  step, connector-only ones included, or every ``lail_control_every_k_steps``-th; and eval: one more forward
+  without gradient, on the same batch and hidden states as the line's own prefix). Line-specific information is
   ``prefix_info - prefix_info_mismatched``; a prefix that helps as much for the wrong line tells the LLM only
   "English prose", not what this line says.
 - ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
@@ -80,7 +80,8 @@ class LailTrainer(LineRecognitionTrainer):
             lail_term = alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
             loss = loss + lail_term
             uncond = self.accelerator.unwrap_model(model).unconditional_loss(**llm_inputs)
-            if model.training:  # a paired control: the same batch as the prefixed loss, in both training modes
+            if model.training and self.state.global_step % self.lail_args.lail_control_every_k_steps == 0:
+                # a paired control: the same batch as the prefixed loss, in both training modes
                 self._record_mismatched("train", outputs.encoder_hidden_states, llm_inputs, uncond)
             if model.training and s2s is not None:
                 if self._first_lail_step_of_interval():
