@@ -1,0 +1,1 @@
+"""MobileViT line encoder with a CTC head. Kept empty: see docs/development.md."""
