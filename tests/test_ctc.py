@@ -15,7 +15,8 @@ from trocr_lail.hub.export import export_model
 from trocr_lail.lail.config import LailArguments
 from trocr_lail.lail.modeling import LailVisionEncoderDecoderModel
 from trocr_lail.lail.trainer import LailTrainer
-from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel, ctc_greedy_decode, ctc_loss_sum, ctc_targets, patch_grid
+from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel, patch_grid
+from trocr_lail.models.ctc_decoding import ctc_greedy_decode, ctc_loss_sum, ctc_targets
 from trocr_lail.training.trainer import LineRecognitionTrainer, token_cross_entropy
 
 from conftest import make_tiny_model

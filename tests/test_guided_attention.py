@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trocr_lail.configs import TrainingArguments
-from trocr_lail.models.ctc import ctc_loss_sum
+from trocr_lail.models.ctc_decoding import ctc_loss_sum
 from trocr_lail.training.guided_attention import ctc_align, guided_attention_loss_sum
 from trocr_lail.training.trainer import token_cross_entropy
 

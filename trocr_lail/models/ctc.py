@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 from transformers.modeling_outputs import Seq2SeqLMOutput
+
+from .ctc_decoding import ctc_greedy_decode
 
 logger = logging.getLogger("trocr_lail")
 
@@ -126,39 +127,6 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
         per_column = patches.unflatten(1, (rows, columns)).mean(dim=1)
         logits = self.ctc_head(per_column)
         return logits.unflatten(-1, (self.ctc_upsample, -1)).flatten(1, 2)
-
-
-def ctc_targets(labels: torch.Tensor, eos_token_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenated CTC targets and their lengths from seq2seq ``labels`` (EOS and -100 padding removed)."""
-    keep = labels.ne(-100)
-    if eos_token_id is not None:
-        keep &= labels.ne(eos_token_id)
-    return labels[keep], keep.sum(dim=1)
-
-
-def ctc_loss_sum(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
-                 eos_token_id: int | None) -> torch.Tensor:
-    """Sum over the batch of each line's CTC negative log-likelihood (float32). Lines that cannot be aligned
-    (more characters plus repeats than frames) contribute zero rather than infinity."""
-    targets, target_lengths = ctc_targets(labels, eos_token_id)
-    log_probs = ctc_logits.float().log_softmax(dim=-1).transpose(0, 1)  # (frames, batch, vocab)
-    input_lengths = torch.full((ctc_logits.shape[0],), ctc_logits.shape[1], dtype=torch.long)
-    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths.cpu(), blank=blank_id, reduction="sum",
-                      zero_infinity=True)
-
-
-def ctc_greedy_decode(ctc_logits: torch.Tensor, blank_id: int) -> list[list[int]]:
-    """Best-path decoding (collapse repeats, drop blanks): a diagnostic of what the encoder alone reads."""
-    best = ctc_logits.argmax(dim=-1)
-    decoded = []
-    for row in best.tolist():
-        out, previous = [], None
-        for token in row:
-            if token != previous and token != blank_id:
-                out.append(token)
-            previous = token
-        decoded.append(out)
-    return decoded
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from .compat import vit_image_processor_class
+from .ctc_families import CTC_SHAPES
 from .tiny import SPECIAL_TOKENS  # fairseq's dictionary order: ids 0..3, as the real checkpoints
 
 PREFIX = "config:"
@@ -79,6 +80,9 @@ def is_config_name(name: str | None) -> bool:
 
 def shape_of(name: str) -> dict:
     shape = name[len(PREFIX):] if is_config_name(name) else name
+    if shape not in SHAPES and shape in CTC_SHAPES:
+        raise ValueError(f"model_name_or_path: {name!r} is a CTC recognizer, not a TrOCR (VisionEncoderDecoder) "
+                         "shape; build it with trocr_lail.models.ctc_families.build_ctc_model")
     if shape not in SHAPES:
         raise ValueError(f"model_name_or_path: unknown shape '{name}'; choose one of "
                          f"{', '.join(PREFIX + s for s in SHAPES)}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.ctc_decoding import target_mask
+
 
 @torch.no_grad()
 def ctc_align(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
@@ -23,9 +25,7 @@ def ctc_align(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
     """Frame of each target character on the CTC best path: ``(batch, label_length)`` long, ``-1`` at EOS,
     padding and lines that cannot be aligned. ``labels`` are seq2seq labels (characters, then EOS, then -100)."""
     batch, frames, _ = ctc_logits.shape
-    keep = labels.ne(-100)
-    if eos_token_id is not None:
-        keep &= labels.ne(eos_token_id)
+    keep = target_mask(labels, eos_token_id)
     count = keep.sum(dim=1)
     tokens = torch.where(keep, labels, blank_id)
     length = labels.shape[1]

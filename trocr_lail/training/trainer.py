@@ -24,7 +24,7 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..models.ctc import ctc_loss_sum
+from ..models.ctc_decoding import ctc_loss_sum
 from .checkpoints import disk_full_guard
 from .guided_attention import ctc_align, guided_attention_loss_sum
 from .nonfinite import NonFiniteLossGuard
