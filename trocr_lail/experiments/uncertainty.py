@@ -32,6 +32,20 @@ class Difference:
         return "lower CER (better)" if self.high < 0 else "higher CER (worse)"
 
 
+def bootstrap_ratio(numerators, denominators, num_samples: int = 10000, level: float = 0.95,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``sum(numerators) / sum(denominators)`` over lines resampled with replacement (one
+    value of each per line): a corpus CER (edits / characters) or a pooled CER difference."""
+    numerators, denominators = np.asarray(numerators, float), np.asarray(denominators, float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(numerators), size=(num_samples, len(numerators)))
+    totals = denominators[draws].sum(axis=1)
+    resampled = numerators[draws].sum(axis=1) / np.where(totals > 0, totals, 1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(resampled, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap(edits_a, edits_b, lengths, num_samples: int = 10000, level: float = 0.95,
                      seed: int = 0) -> Difference:
     """``edits_a``, ``edits_b``: ``(seeds, lines)`` (or ``(lines,)``) character edits of two cells on the same
@@ -46,12 +60,7 @@ def paired_bootstrap(edits_a, edits_b, lengths, num_samples: int = 10000, level:
     weight = seeds * lengths
     if weight.sum() == 0:
         raise ValueError("paired bootstrap: the test lines have no reference characters")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, lines, size=(num_samples, lines))
-    totals = weight[draws].sum(axis=1)
-    resampled = diff[draws].sum(axis=1) / np.where(totals > 0, totals, 1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(resampled, [tail, 1 - tail])
+    low, high = bootstrap_ratio(diff, weight, num_samples, level, seed)
     return Difference(float(diff.sum() / weight.sum()), float(low), float(high), lines, seeds)
 
 
