@@ -33,6 +33,13 @@ class ModelArguments:
     max_target_length: int = field(
         default=128, metadata={"help": "Transcriptions longer than this many tokens (EOS included) are truncated, "
                                        "and counted in a warning."})
+    extend_vocabulary: bool = field(
+        default=False, metadata={"help": "Before training, add every character of the training texts that the "
+                                         "tokenizer cannot encode (unknown token, or no round trip) as a new token, "
+                                         "growing the decoder's embeddings and output projection; new rows start "
+                                         "from the rows of the character's NFKD parts, else the mean row "
+                                         "(trocr_lail/models/vocabulary.py). Off: such characters are an error "
+                                         "naming them (`trocr-lail validate` lists them)."})
     tiny_image_height: int = field(default=32, metadata={"help": "tiny model: input height in pixels."})
     tiny_image_width: int = field(default=384, metadata={"help": "tiny model: input width in pixels."})
     tiny_patch_size: list[int] = field(

@@ -82,6 +82,13 @@ class SyntheticLineStream(torch.utils.data.Dataset):
         return [line for source in self._factory.lines for line in source]
 
 
+def split_texts(split) -> list[str]:
+    """Every transcription a split can train on: a stream's every drawable line, else the text column's strings."""
+    if isinstance(split, SyntheticLineStream):
+        return split.texts()
+    return [text for text in split["text"] if isinstance(text, str)]
+
+
 def line_spec(args, role: str) -> LineSpec:
     """The :class:`LineSpec` of one split role (train / validation / test) from a recipe's DataArguments."""
     sources = (args.corpus_file,) + tuple(args.synthetic_text_files or ())
