@@ -148,3 +148,27 @@ def test_two_step_run_exports_a_pipeline_that_reads_the_new_characters(tmp_path)
     reader = pipeline("image-to-text", model=str(export), trust_remote_code=True, device="cpu")
     text = reader(str(tmp_path / "data" / "test" / "0.png"))[0]["generated_text"]
     assert text and set(text) == {"ω"}
+
+
+def test_validate_names_each_unknown_character_with_its_count_and_first_line(tmp_path, capsys):
+    import yaml
+
+    from trocr_lail.cli import main as cli_main
+
+    write_split(tmp_path / "data" / "train", ["plain", "café β", "ββ x", "あ β"])
+    write_split(tmp_path / "data" / "test", ["ok", "Ω"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "validation_split": None}))
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS]) == 1
+    out = capsys.readouterr().out
+    train, test = (tmp_path / "data" / split / "metadata.jsonl" for split in ("train", "test"))
+    assert "3 character(s) the tokenizer cannot encode" in out
+    assert f"'β' U+03B2 GREEK SMALL LETTER BETA: 4x, first at {train} line 2" in out
+    assert f"'é' U+00E9 LATIN SMALL LETTER E WITH ACUTE: 1x, first at {train} line 2" in out
+    assert f"'あ' U+3042 HIRAGANA LETTER A: 1x, first at {train} line 4" in out
+    assert f"'Ω' U+03A9 GREEK CAPITAL LETTER OMEGA: 1x, first at {test} line 2" in out
+    # With the option, the training split's characters become tokens; the test split's Ω is still named.
+    assert cli_main(["validate", "--config", str(recipe), *TINY_ARGS, "--extend_vocabulary", "true"]) == 1
+    out = capsys.readouterr().out
+    assert "extend_vocabulary: training adds 3 character(s) of split 'train' as new tokens: éβあ" in out
+    assert "1 character(s) the tokenizer cannot encode" in out and "'Ω' U+03A9" in out and "'β'" not in out
