@@ -79,6 +79,14 @@ def _validate_recipe(argv: list[str], all_problems: bool = False, problems_file:
     model_args, data_args, *_ = parse_recipe(argv)
     processor = load_processor(model_args)
     splits = load_splits(data_args)
+    if model_args.extend_vocabulary and data_args.train_split in splits:  # what the run will add before training
+        from .data.stream import split_texts
+        from .models.vocabulary import characters_to_add
+
+        added = characters_to_add(processor.tokenizer, split_texts(splits[data_args.train_split]))
+        processor.tokenizer.add_tokens(added)
+        print(f"extend_vocabulary: training adds {len(added)} character(s) of split '{data_args.train_split}' as "
+              f"new tokens{': ' + ''.join(added) if added else ''}")
     summary = validate.validate_splits(splits, processor.tokenizer, model_args.max_target_length,
                                        check_images=data_args.validate_images, scans=metadata_scans(data_args, splits))
     return validate.report(summary, all_problems=all_problems, problems_file=problems_file)

@@ -33,6 +33,13 @@ class ModelArguments:
     max_target_length: int = field(
         default=128, metadata={"help": "Transcriptions longer than this many tokens (EOS included) are truncated, "
                                        "and counted in a warning."})
+    extend_vocabulary: bool = field(
+        default=False, metadata={"help": "Before training, add every character of the training texts that the "
+                                         "tokenizer cannot encode (unknown token, or no round trip) as a new token, "
+                                         "growing the decoder's embeddings and output projection; new rows start "
+                                         "from the rows of the character's NFKD parts, else the mean row "
+                                         "(trocr_lail/models/vocabulary.py). Off: such characters are an error "
+                                         "naming them (`trocr-lail validate` lists them)."})
     tiny_image_height: int = field(default=32, metadata={"help": "tiny model: input height in pixels."})
     tiny_image_width: int = field(default=384, metadata={"help": "tiny model: input width in pixels."})
     tiny_patch_size: list[int] = field(
@@ -76,6 +83,18 @@ class DataArguments:
     synthetic_font_dir: str | None = field(
         default=None, metadata={"help": "synthetic: folder of extra TTF/OTF training fonts (searched recursively; "
                                         "never used for validation/test)."})
+    synthetic_train_fonts: list[str] = field(
+        default_factory=list, metadata={"help": "synthetic: the training hands as TTF/OTF files, folders or glob "
+                                                "patterns, instead of the toolkit's fontpkg fonts (which are Latin "
+                                                "only): how another script gets its fonts. Printed lines still use "
+                                                "the toolkit's Latin printed fonts: set synthetic_printed_share: 0 "
+                                                "for a script they lack."})
+    synthetic_validation_fonts: list[str] = field(
+        default_factory=list, metadata={"help": "synthetic: the validation hands (as synthetic_train_fonts); a "
+                                                "file with a training file's bytes is refused."})
+    synthetic_test_fonts: list[str] = field(
+        default_factory=list, metadata={"help": "synthetic: the held-out test hands (as synthetic_train_fonts); a "
+                                                "file with a training file's bytes is refused."})
     synthetic_target_fonts: str | None = field(
         default=None, metadata={"help": "synthetic: a target writer's hand for adaptation, a TTF/OTF file or a folder "
                                         "of them: every split (train, validation, test) is rendered in it, from "
@@ -91,8 +110,9 @@ class DataArguments:
         default=90, metadata={"help": "synthetic: longest line in characters (sentences are laid out at IAM-like "
                                       "widths and broken at spaces; mean about 43)."})
     corpus_file: str | None = field(
-        default=None, metadata={"help": "synthetic: plain-text file to take lines from (default: Botchan, Project "
-                                        "Gutenberg #8868, from the sentencepiece sdist)."})
+        default=None, metadata={"help": "synthetic: plain-text file (UTF-8; .gz: gzipped) to take lines from, in "
+                                        "any script (default: Botchan, Project Gutenberg #8868, from the "
+                                        "sentencepiece sdist)."})
     image_column: str = field(default="image", metadata={"help": "Column holding the line image."})
     text_column: str = field(default="text", metadata={"help": "Column holding the transcription."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})

@@ -233,6 +233,9 @@ def check_settings(model_args, data_args, training_args, lail_args, peft_args=No
     problems += _data_problems(data_args, training_args)
     if lail_args.lail:
         problems += _lail_problems(lail_args, model_args)
+    if model_args.extend_vocabulary and peft_args is not None and peft_args.use_peft:
+        problems.append("extend_vocabulary: true with use_peft: true: the adapters leave the decoder's embeddings "
+                        "frozen, so the new characters' rows would never train; fine-tune fully to extend")
     problems = [problem for problem in problems if problem]
     if problems:
         raise SettingsError("Invalid settings:\n  " + "\n  ".join(problems) if len(problems) > 1 else problems[0])

@@ -14,6 +14,7 @@ from .configs import ModelArguments, TrainingArguments
 from .data.collator import LailCollator, LineCollator
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
+from .data.stream import split_texts
 from .evaluation.degradations import add_degraded_splits
 from .evaluation.metrics import build_compute_metrics, decode, line_cer
 from .evaluation.test_sets import evaluate_test_sets
@@ -25,6 +26,7 @@ from .lail.diagnostic_plots import plot_lail_diagnostics
 from .models.adapters import apply_peft
 from .models.ctc import CtcVisionEncoderDecoderModel
 from .models.loading import load_processor_and_model
+from .models.vocabulary import extend_vocabulary
 from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
 from .training.checkpoints import disk_full_guard, resolve_resume
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = add_degraded_splits(load_splits(data_args), data_args)
+    if model_args.extend_vocabulary:  # before the checks below, which refuse characters the tokenizer lacks
+        extend_vocabulary(model, processor.tokenizer, split_texts(splits[data_args.train_split]))
     record_training_ranges(model.config, splits[data_args.train_split])  # kept in the export: predict warns
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
                                                     data_args, is_main=training_args.process_index == 0,

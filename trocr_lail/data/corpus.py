@@ -1,9 +1,11 @@
-"""Real English text for synthetic lines, laid out like handwritten pages.
+"""Real text for synthetic lines (English by default; any script from a user's file), laid out like handwritten pages.
 
 Text sources are the bundled prose below plus any user text files. Each source is cut into sentences, the
 sentences are grouped into paragraphs, and every paragraph is laid out at its own page width, so lines are whole
 sentence runs broken at spaces, and a paragraph's last line is as short as it happens to be: IAM's mix of full
-lines around 40-60 characters and short ones down to a single word.
+lines around 40-60 characters and short ones down to a single word. Scripts written without spaces (Chinese,
+Japanese: the CJK ranges below) end sentences at 。！？, lose the line breaks of a hard-wrapped file between two such
+characters, and break lines between any two of them.
 
 The LAIL loss scores transcriptions with a language model, so synthetic labels must be real language, not lorem
 ipsum. Offline and license-clean, we use *Botchan* (Project Gutenberg eBook #8868, public domain), which the
@@ -12,6 +14,7 @@ sentencepiece source distribution on PyPI ships as ``test/botchan.txt``; sentenc
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import re
@@ -72,12 +75,31 @@ SPLIT_RULE = {"train": lambda i: i % 10 not in (3, 7), "validation": lambda i: i
 # Page widths in characters, per paragraph: a normal spread around 53 gives line lengths with a mean near IAM's 43
 # (paragraph tails pull it down; measured in tests/test_data.py).
 WIDTH_MEAN, WIDTH_SD, WIDTH_MIN = 53.0, 12.0, 16
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z0-9])")
+# Scripts written without spaces between words: CJK punctuation, kana, CJK ideographs, full-width forms.
+CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z0-9])"  # Latin: . ! ? then a capital or digit
+                           r"|(?<=[。！？])\s*(?=[^」』）\s])|(?<=[。！？][」』）])\s*")  # CJK: after 。！？ (and a closing quote)
+_CJK_GAP = re.compile(f"(?<=[{CJK}]) (?=[{CJK}])")  # a hard line wrap inside CJK text: no space there
+_UNIT = re.compile(f"[{CJK}]|[^\\s{CJK}]+")  # what a line may break between: a CJK character, else a word
 
 
 def sentences(text: str) -> list[str]:
-    flat = re.sub(r"\s+", " ", text).strip()
+    flat = _CJK_GAP.sub("", re.sub(r"\s+", " ", text).strip())
     return [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
+
+
+def _units(text: str) -> list[tuple[str, bool]]:
+    """``(unit, space before it)`` for each word, and each CJK character, of ``text``."""
+    return [(m.group(), m.start() > 0 and text[m.start() - 1] == " ") for m in _UNIT.finditer(text)]
+
+
+def _join(sentence_list: list[str]) -> str:
+    """Sentences as one run: a space between them, except where either side is CJK (written without spaces)."""
+    text = ""
+    for sentence in sentence_list:
+        space = text and not re.match(f"[{CJK}]", text[-1]) and not re.match(f"[{CJK}]", sentence[0])
+        text += (" " if space else "") + sentence
+    return text
 
 
 def paragraphs(text: str, seed: int = 0) -> list[list[str]]:
@@ -91,12 +113,13 @@ def paragraphs(text: str, seed: int = 0) -> list[list[str]]:
 
 
 def layout(paragraph: list[str], width: int, max_chars: int) -> list[str]:
-    """Greedy line breaking at spaces to ``width`` characters; a single word longer than ``max_chars`` is dropped."""
+    """Greedy line breaking at spaces (and between CJK characters) to ``width`` characters; a single word longer
+    than ``max_chars`` is dropped."""
     lines, current = [], ""
-    for word in " ".join(paragraph).split(" "):
+    for word, spaced in _units(_join(paragraph)):
         if len(word) > max_chars:
-            word = ""
-        candidate = f"{current} {word}".strip()
+            continue
+        candidate = f"{current}{' ' if spaced and current else ''}{word}"
         if len(candidate) <= width or not current:
             current = candidate
         else:
@@ -122,11 +145,13 @@ def text_lines(text: str, split: str = "train", max_chars: int = 90, passes: int
 
 
 def read_source(source: str | None) -> str:
-    """Text of one source: ``None`` is the bundled prose, anything else a UTF-8 text file."""
+    """Text of one source: ``None`` is the bundled prose, anything else a UTF-8 text file (``.gz``: gzipped)."""
     path = Path(source) if source else corpus_path()
     if not path.is_file():
         raise FileNotFoundError(f"synthetic text file {path} does not exist.")
     try:
+        if path.suffix == ".gz":
+            return gzip.decompress(path.read_bytes()).decode("utf-8")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"synthetic text file {path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") \

@@ -8,6 +8,7 @@ glyphs.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.util
 from functools import lru_cache
@@ -93,6 +94,38 @@ def _family(path: str) -> str:
     from PIL import ImageFont
 
     return "family:" + ImageFont.truetype(path, 12).getname()[0].strip().lower()
+
+
+def listed_fonts(entries: list[str], what: str) -> list[str]:
+    """TTF/OTF files named by ``entries``: files, folders (searched recursively) or glob patterns."""
+    files = []
+    for entry in entries:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            files += [str(file) for _, file in folder_fonts(path, what)]
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            matches = sorted(m for m in glob.glob(str(path), recursive=True) if Path(m).suffix.lower() in FONT_SUFFIXES)
+            if not matches:
+                raise FileNotFoundError(f"{what}: {entry} is no font file, folder or pattern matching any")
+            files += matches
+    return sorted(set(files))
+
+
+def split_font_files(lists: dict[str, list[str]], role: str) -> tuple[str, ...] | None:
+    """The role's own font files (``synthetic_<role>_fonts``: any script's hands), or None for the toolkit's
+    split. A validation/test file with the bytes of a training one is refused: the held-out hand must be new."""
+    if not lists.get(role):
+        return None
+    files = listed_fonts(lists[role], f"synthetic_{role}_fonts")
+    if role != "train" and lists.get("train"):
+        train = {_digest(file): file for file in listed_fonts(lists["train"], "synthetic_train_fonts")}
+        clash = [f"{file} (= {train[_digest(file)]})" for file in files if _digest(file) in train]
+        if clash:
+            raise ValueError(f"synthetic_{role}_fonts holds training fonts: {', '.join(clash)}; a held-out hand must "
+                             "be one training never sees")
+    return tuple(files)
 
 
 def split_fonts(split: str) -> tuple[str, ...]:

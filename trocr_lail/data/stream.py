@@ -27,6 +27,7 @@ import torch
 from .augment import LIGHT, Augment, augment_mode
 from .collator import presize_target
 from .pixels import PIXELS, SHAPE
+from .fonts import split_font_files
 from .synthetic import LineFactory, LineSpec
 
 
@@ -82,10 +83,20 @@ class SyntheticLineStream(torch.utils.data.Dataset):
         return [line for source in self._factory.lines for line in source]
 
 
+def split_texts(split) -> list[str]:
+    """Every transcription a split can train on: a stream's every drawable line, else the text column's strings."""
+    if isinstance(split, SyntheticLineStream):
+        return split.texts()
+    return [text for text in split["text"] if isinstance(text, str)]
+
+
 def line_spec(args, role: str) -> LineSpec:
     """The :class:`LineSpec` of one split role (train / validation / test) from a recipe's DataArguments."""
     sources = (args.corpus_file,) + tuple(args.synthetic_text_files or ())
+    lists = {"train": args.synthetic_train_fonts, "validation": args.synthetic_validation_fonts,
+             "test": args.synthetic_test_fonts}
     return LineSpec(split=role, seed=args.synthetic_seed, text_sources=sources, font_dir=args.synthetic_font_dir,
+                    font_files=split_font_files(lists, role),
                     target_fonts=args.synthetic_target_fonts,
                     printed_share=args.synthetic_printed_share, max_chars=args.synthetic_max_chars,
                     min_aspect=args.synthetic_min_aspect)

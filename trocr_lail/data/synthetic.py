@@ -16,6 +16,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -38,6 +39,7 @@ class LineSpec:
     seed: int = 0
     text_sources: tuple = (None,)  # None: the bundled prose; else text file paths
     fonts: tuple | None = None  # fontpkg handwriting families; None: the split's default (fonts.py)
+    font_files: tuple | None = None  # this split's own TTF/OTF files instead of fontpkg families (any script)
     font_dir: str | None = None  # extra training fonts (TTF/OTF folder); training split only
     target_fonts: str | None = None  # a target writer's TTF/OTF file or folder: every split's hand (adaptation)
     printed_share: float = 0.1  # training split only: held-out CER is measured on handwriting
@@ -63,6 +65,9 @@ class LineFactory:
         is_train = spec.split == "train"
         if spec.target_fonts:  # one hand in every split; the splits still differ in their text
             families = target_fonts(spec.target_fonts)
+        elif spec.font_files:
+            families = [(Path(file).stem, file) for file in spec.font_files]
+            families += resolve_fonts((), spec.font_dir if is_train else None)
         else:
             names = tuple(spec.fonts or split_fonts(spec.split))
             families = resolve_fonts(names, spec.font_dir if is_train else None)

@@ -12,11 +12,13 @@ Synthetic data (rendered by us, in process) gets the text checks only during tra
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
 import datasets
 
+from ..models.vocabulary import unknown_characters
 from .images import BadImage, describe, frame_count, open_image, to_rgb
 
 SHOWN_PROBLEMS = 10
@@ -39,13 +41,16 @@ class Problem:
             return ("row", self.row)
         return ("line", self.line) if self.line is not None else (self.source, self.line_id)
 
-    def __str__(self) -> str:
+    @property
+    def where(self) -> str:
+        """The file and line a user opens: the metadata line (1-based), a page's line, else the row in the split."""
         if self.line_id is not None or (self.row is None and self.line is None):  # a page file or one of its lines
-            return f"{self.source}{f' line {self.line_id}' if self.line_id is not None else ''}: {self.message}"
-        # 1-based everywhere: the metadata line a user opens in an editor, else the row's position in the split.
+            return f"{self.source}{f' line {self.line_id}' if self.line_id is not None else ''}"
         where = f"{self.metadata} line {self.line}" if self.line else f"{self.split} row {self.row + 1}"
-        source = f" ({self.source})" if self.source and self.source != self.metadata else ""
-        return f"{where}{source}: {self.message}"
+        return where + (f" ({self.source})" if self.source and self.source != self.metadata else "")
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
 
 
 @dataclass
@@ -60,6 +65,7 @@ class SplitSummary:
     max_size: tuple[int, int] | None = None  # ... and of the widest
     images_checked: bool = True
     multi_frame: int = 0  # animated / multi-page images: only their first frame is read
+    unknown: dict = field(default_factory=dict)  # character -> [occurrences, where it first occurs]
 
     def bad_rows(self) -> list[int]:
         """0-based indices of bad rows in the loaded split (bad metadata lines never became rows)."""
@@ -93,6 +99,11 @@ class ValidationSummary:
                 images += f", {s.multi_frame} animated/multi-page (first frame used)"
             lines.append(f"{s.name}: {s.rows} rows, {s.num_bad()} bad; {images}; longest target {s.longest} "
                          f"tokens, {s.truncated} over max_target_length={self.max_target_length} (truncated)")
+            if s.unknown:
+                lines.append(f"  {len(s.unknown)} character(s) the tokenizer cannot encode (extend_vocabulary: true "
+                             "adds those of the training split):")
+                lines += [f"    {char!r} U+{ord(char):04X} {unicodedata.name(char, '?')}: {count}x, first at {where}"
+                          for char, (count, where) in s.unknown.items()]
         problems = self.problems
         shown = len(problems) if shown is None else shown
         lines += [f"  {problem}" for problem in problems[:shown]]
@@ -117,13 +128,9 @@ class ValidationSummary:
 
 
 def unencodable_chars(tokenizer, texts) -> set[str]:
-    """Characters the tokenizer maps to its unknown token (checked once per distinct character)."""
-    unk = tokenizer.unk_token_id
-    if unk is None:  # byte-level BPE and the like encode everything
-        return set()
-    chars = sorted({ch for text in texts for ch in text if not ch.isspace()})
-    encoded = tokenizer(chars, add_special_tokens=False)["input_ids"] if chars else []
-    return {ch for ch, ids in zip(chars, encoded) if unk in ids}
+    """Characters the tokenizer maps to its unknown token or does not decode back (checked once per distinct
+    character; ``models/vocabulary.py``)."""
+    return unknown_characters(tokenizer, {ch for text in texts for ch in text})
 
 
 def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int, name: str = "train",
@@ -145,8 +152,12 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             good_texts.append((row, text))
     # No tokenizer (`trocr-lail validate DIR` without --model): the image and text checks only.
     unknown = unencodable_chars(tokenizer, [text for _, text in good_texts]) if tokenizer is not None else set()
+    first_rows = {}
     for row, text in good_texts:
         bad = sorted(set(text) & unknown)
+        for char in bad:
+            first_rows.setdefault(char, row)
+            summary.unknown[char] = summary.unknown.get(char, 0) + text.count(char)
         if bad:
             summary.problems.append(Problem(name, row, sources[row], f"characters the tokenizer cannot encode: "
                                             f"{''.join(bad)!r}; replace them or use a tokenizer that covers them"))
@@ -173,6 +184,8 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
             scan.locate(problem)
         summary.problems += scan.problems
         summary.rows += len({problem.key for problem in scan.problems})
+    where = {problem.row: problem.where for problem in summary.problems if problem.row is not None}
+    summary.unknown = {char: [summary.unknown[char], where[first_rows[char]]] for char in sorted(summary.unknown)}
     # Metadata problems by file line, row problems by row; page problems (neither) keep the scan's order, first.
     summary.problems.sort(key=lambda problem: problem.line or (problem.row + 1 if problem.row is not None else 0))
     return summary

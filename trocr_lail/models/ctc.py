@@ -109,6 +109,23 @@ class CtcVisionEncoderDecoderModel(VisionEncoderDecoderModel):
             logger.info("%s has no CTC head: training a fresh one (ctc_upsample %d).", source, upsample)
         return cls.from_plain(model, upsample=upsample)
 
+    @torch.no_grad()
+    def grow_ctc_vocabulary(self, vocab_size: int) -> None:
+        """Give the CTC head outputs for a grown decoder vocabulary (``extend_vocabulary``): each upsampled frame's
+        old rows kept, its new rows (and biases) at the mean of its old ones."""
+        old = self.ctc_head
+        old_vocab = old.out_features // self.ctc_upsample
+        if vocab_size <= old_vocab:
+            return
+        head = nn.Linear(old.in_features, vocab_size * self.ctc_upsample).to(old.weight.device, old.weight.dtype)
+        weight = old.weight.unflatten(0, (self.ctc_upsample, old_vocab))
+        bias = old.bias.unflatten(0, (self.ctc_upsample, old_vocab))
+        new_weight = weight.mean(dim=1, keepdim=True).expand(-1, vocab_size - old_vocab, -1)
+        new_bias = bias.mean(dim=1, keepdim=True).expand(-1, vocab_size - old_vocab)
+        head.weight.copy_(torch.cat([weight, new_weight], dim=1).flatten(0, 1))
+        head.bias.copy_(torch.cat([bias, new_bias], dim=1).flatten(0, 1))
+        self.ctc_head = head
+
     def forward(self, pixel_values=None, labels=None, encoder_outputs=None, **kwargs):
         if self.guide_attention and labels is not None and self.training:
             if encoder_outputs is None:  # the encoder runs here so that only the decoder returns attentions
