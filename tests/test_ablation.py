@@ -228,3 +228,34 @@ def test_the_gate_table_pairs_own_and_another_line_per_evaluation(tmp_path):
     assert "| lail | 2 | 100 | 2.50 ± 0.71 | 1.75 ± 0.35 | 0.75 ± 0.35 |" in table
     assert "| lail | 2 | 50 |" in table and "| 75 |" not in table
     assert validation_prefix_table([{"cell": "baseline", "seed": 1, "run_dir": str(tmp_path / "none")}]) == ""
+
+
+def test_the_curve_pools_writers_and_seeds_per_variant_and_size(tmp_path):
+    from trocr_lail.experiments.ablation_report import _edits
+    from trocr_lail.experiments.curves import curve_rows, curve_table
+
+    grid = Grid.from_file(write_grid(
+        tmp_path, seeds=[1, 2], curve="synthetic_train_samples",
+        grid={"synthetic_target_fonts": ["/f/a.ttf", "/f/b.ttf"], "synthetic_train_samples": [100, 300]},
+        variants=[{"name": "baseline", "lail": False}, {"name": "lail"}]))
+    texts = ["abcd", "efgh"]  # 8 characters per run
+    wrong = {"baseline": 2, "lail": 1}  # characters wrong per run at N=100 (none at N=300)
+    rows = []
+    for cell in grid.cells:
+        n = cell.overrides["synthetic_train_samples"]
+        for seed in (1, 2):
+            bad = wrong[cell.variant] if n == 100 else 0
+            predictions = ["x" * bad + texts[0][bad:], texts[1]]
+            rows.append(fake_run(tmp_path / "out", cell.name, seed, texts, predictions))
+    curve = {(r["variant"], r["synthetic_train_samples"]): r for r in curve_rows(grid, rows, _edits, 200)
+             if r["branch"] == "decoder"}
+    # baseline at N=100: 2 writers x 2 seeds x 2 wrong of 8 characters each = 8 / 32
+    assert curve[("baseline", 100)]["cer"] == pytest.approx(0.25) and curve[("baseline", 100)]["runs"] == 4
+    assert curve[("lail", 100)]["cer"] == pytest.approx(0.125)
+    assert curve[("lail", 100)]["difference"] == pytest.approx(-0.125) and curve[("lail", 100)]["paired_runs"] == 4
+    assert curve[("lail", 300)]["cer"] == 0 and "difference" not in curve[("baseline", 300)]
+    low, high = curve[("baseline", 100)]["interval"]
+    assert low <= 0.25 <= high
+    assert "| decoder | lail | 100 | 4 | 12.50% [" in curve_table(list(curve.values()), "synthetic_train_samples")
+    with pytest.raises(ValueError, match="curve"):
+        Grid.from_file(write_grid(tmp_path, grid={"lail_alpha": [1]}, curve="lail_alpha"))

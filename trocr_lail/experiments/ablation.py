@@ -19,6 +19,7 @@ or, for the same comparison at every point of a grid, ``variants`` (named overri
     variants:                                # cells baseline_train_samples=100, lail_train_samples=100, ...
       - {name: baseline, lail: false}
       - {name: lail, lail: true}
+    curve: synthetic_train_samples           # optional: each variant's CER against this key (curves.py)
 
 Each cell (and seed) runs ``recipes/finetune.py`` in its own process (``launcher`` decides how: plain python by
 default, ``accelerate launch`` on GPUs), writes to ``<output_dir>/<cell>/`` (``<output_dir>/<cell>/seed-<s>/``
@@ -48,6 +49,7 @@ BUDGET_KEYS = ("seed", "max_steps", "num_train_epochs")
 class Cell:
     name: str
     overrides: dict = field(default_factory=dict)
+    variant: str | None = None  # the named variant it comes from, when the grid has ``variants``
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Grid:
     cells: list[Cell]
     launcher: str = sys.executable
     seeds: list[int] | None = None
+    curve: str | None = None  # a grid key: the report plots each variant's CER against it
 
     def runs(self) -> list[tuple[Cell, int | None]]:
         """Every (cell, seed) to run, seeds innermost; seed None: the recipe's own, in ``<output_dir>/<cell>``."""
@@ -73,7 +76,7 @@ class Grid:
     def from_file(cls, path: str | Path) -> "Grid":
         spec = yaml.safe_load(Path(path).read_text()) or {}
         unknown = sorted(set(spec) - {"recipe", "output_dir", "overrides", "grid", "variants", "cells", "launcher",
-                                      "seeds"})
+                                      "seeds", "curve"})
         if unknown or "recipe" not in spec or "output_dir" not in spec:
             raise ValueError(f"Grid {path}: needs 'recipe' and 'output_dir'; unknown keys: {unknown}")
         common = spec.get("overrides") or {}
@@ -82,7 +85,7 @@ class Grid:
         if spec.get("variants"):
             if not grid:
                 raise ValueError(f"Grid {path}: 'variants' are crossed with 'grid', which is missing")
-            cells = [Cell(f"{variant['name']}_{cell.name}", {**cell.overrides, **overrides})
+            cells = [Cell(f"{variant['name']}_{cell.name}", {**cell.overrides, **overrides}, variant["name"])
                      for cell in cells for variant in spec["variants"] for overrides in [variant_overrides(variant)]]
         for extra in spec.get("cells") or []:
             extra = dict(extra)
@@ -103,7 +106,10 @@ class Grid:
                 raise ValueError(f"Grid {path}: 'seeds' must be a list of distinct integers, not {seeds!r}")
             if "seed" in common:
                 raise ValueError(f"Grid {path}: set either 'seeds' or overrides.seed, not both")
-        return cls(spec["recipe"], spec["output_dir"], cells, spec.get("launcher", sys.executable), seeds)
+        curve = spec.get("curve")
+        if curve is not None and (curve not in (grid or {}) or not spec.get("variants")):
+            raise ValueError(f"Grid {path}: 'curve' must name a key of 'grid', with 'variants' to compare")
+        return cls(spec["recipe"], spec["output_dir"], cells, spec.get("launcher", sys.executable), seeds, curve)
 
 
 def variant_overrides(variant: dict) -> dict:

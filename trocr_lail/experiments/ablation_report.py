@@ -313,6 +313,16 @@ def write_report(grid: Grid, rows: list[dict], grid_file: str, num_samples: int 
                  "line's prefix (nats/token; their difference is what the prefix says about its own line), and the "
                  "LAIL/recognition gradient ratio into the tapped layer:\n\n" + diagnostics
                  + "\n![LAIL diagnostics](ablation_diagnostics.png)\n")
+    if grid.curve:
+        from .curves import curve_rows, curve_table, plot_curves
+
+        curve = curve_rows(grid, rows, _edits, num_samples=num_samples)
+        if curve:
+            text += (f"\nTest CER against `{grid.curve}` (clean test lines), each variant's runs pooled over the other "
+                     "grid keys and seeds, 95% bootstrap interval over lines; non-baseline variants also against the "
+                     "baseline variant on the same lines and seeds (paired):\n\n" + curve_table(curve, grid.curve)
+                     + "\n![CER curve](ablation_curve.png)\n")
+            plot_curves(curve, grid.curve, out / "ablation_curve.png")
     gate = validation_prefix_table(rows)
     if gate:
         text += ("\nThe prefix on validation lines (nats/token, mean ± std over seeds): what the tap's prefix tells "

@@ -1,0 +1,113 @@
+"""CER against one grid key (``curve:`` in a grid file, e.g. the training-set size), one line per variant.
+
+At each value of the key, a variant's lines are pooled over the grid's other keys (the target writers) and its
+seeds: the corpus CER is edits over characters of all of them, with a percentile bootstrap interval over test lines
+(each line's edits summed over its seeds). Each non-baseline variant is also compared with the baseline variant on
+the same lines, seed for seed: the pooled CER difference with its paired interval. Sample efficiency, the claim of
+the research notes, is whether the variants' curves part where lines are few.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .ablation import Grid, baseline_of
+from .uncertainty import bootstrap_ratio
+
+BRANCH_FIELDS = {"": "decoder", "_ctc": "CTC head"}
+
+
+def _pooled(grid: Grid, rows: list[dict], edits_of, variant: str, value, branch: str):
+    """Per line of every cell of ``variant`` at ``value``: edits summed over seeds, characters times seeds, and
+    the same for the baseline variant's cell on those lines (None where a cell has no baseline runs)."""
+    by_run = {(row["cell"], row.get("seed")): row for row in rows}
+    own, base, weight = [], [], []
+    for cell in grid.cells:
+        if cell.variant != variant or cell.overrides.get(grid.curve) != value:
+            continue
+        baseline = baseline_of(grid, cell)
+        seeds = [seed for (name, seed) in by_run if name == cell.name]
+        for seed in seeds:
+            found = edits_of(by_run[(cell.name, seed)]["run_dir"], "test", branch)
+            paired = None
+            if baseline is not None and (baseline.name, seed) in by_run:
+                paired = edits_of(by_run[(baseline.name, seed)]["run_dir"], "test", branch)
+            if found is None:
+                continue
+            own.append(found[0])
+            weight.append(found[1])
+            base.append(None if paired is None else paired[0])
+    if not own:
+        return None
+    return own, base, weight
+
+
+def curve_rows(grid: Grid, rows: list[dict], edits_of, num_samples: int = 10000) -> list[dict]:
+    """One row per (variant, value of the curve key, branch): corpus CER and interval, runs pooled; for a
+    non-baseline variant also the paired difference from the baseline variant over the runs both have."""
+    values = list(dict.fromkeys(cell.overrides.get(grid.curve) for cell in grid.cells if cell.variant))
+    variants = list(dict.fromkeys(cell.variant for cell in grid.cells if cell.variant))
+    out = []
+    for branch, name in BRANCH_FIELDS.items():
+        for variant in variants:
+            for value in values:
+                pooled = _pooled(grid, rows, edits_of, variant, value, branch)
+                if pooled is None:
+                    continue
+                own, base, weight = pooled
+                edits, chars = np.concatenate(own), np.concatenate(weight)
+                row = {"variant": variant, grid.curve: value, "branch": name, "runs": len(own),
+                       "cer": edits.sum() / chars.sum(), "interval": bootstrap_ratio(edits, chars, num_samples)}
+                pairs = [(a, b, w) for a, b, w in zip(own, base, weight) if b is not None]
+                if pairs:
+                    diff = np.concatenate([a - b for a, b, _ in pairs])
+                    paired_chars = np.concatenate([w for _, _, w in pairs])
+                    row.update(difference=diff.sum() / paired_chars.sum(), paired_runs=len(pairs),
+                               difference_interval=bootstrap_ratio(diff, paired_chars, num_samples))
+                out.append(row)
+    return out
+
+
+def curve_table(rows: list[dict], key: str) -> str:
+    lines = [f"| branch | variant | {key} | runs | CER [95% interval] | vs baseline, paired (pp) [95% interval] |",
+             "|" + " --- |" * 6]
+    for row in rows:
+        low, high = row["interval"]
+        versus = ""
+        if "difference" in row:
+            d_low, d_high = row["difference_interval"]
+            versus = (f"{row['difference'] * 100:+.2f} [{d_low * 100:+.2f}, {d_high * 100:+.2f}] "
+                      f"({row['paired_runs']} runs)")
+        lines.append(f"| {row['branch']} | {row['variant']} | {row[key]} | {row['runs']} | "
+                     f"{row['cer'] * 100:.2f}% [{low * 100:.2f}, {high * 100:.2f}] | {versus} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(rows: list[dict], key: str, path: Path) -> bool:
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    branches = list(dict.fromkeys(row["branch"] for row in rows))
+    fig, axes = plt.subplots(1, len(branches), figsize=(5 * len(branches), 4), squeeze=False)
+    for axis, branch in zip(axes[0], branches):
+        for variant in dict.fromkeys(row["variant"] for row in rows):
+            points = sorted((row[key], row["cer"] * 100, *(v * 100 for v in row["interval"]))
+                            for row in rows if row["branch"] == branch and row["variant"] == variant)
+            x, y, low, high = (np.array(column) for column in zip(*points))
+            axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=variant)
+        axis.set_xscale("log")
+        axis.set_xlabel(key)
+        axis.set_ylabel("test CER (%)")
+        axis.set_title(f"{branch}: runs pooled, 95% bootstrap interval over lines", fontsize=9)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
