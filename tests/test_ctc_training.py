@@ -208,9 +208,9 @@ def test_image_processor_scales_to_the_text_height_centres_on_paper_and_puts_ink
     torch.testing.assert_close(normalize_pixels(stored.round().to(torch.uint8), processor), pixels)
 
 
-def settings(output_dir, **training):
+def settings(output_dir, augment="da2", **training):
     model = ModelArguments(model_name_or_path="config:crnn")
-    data = DataArguments(synthetic=True)
+    data = DataArguments(synthetic=True, augment=augment)
     args = TrainingArguments(output_dir=str(output_dir), use_cpu=True, report_to=[], save_strategy="no",
                              **{"ctc_weight": 0.5, "generation_num_beams": 4, **training})
     return model, data, args, LailArguments(lail=True)
@@ -220,9 +220,9 @@ def test_preflight_refuses_what_a_ctc_recognizer_does_not_take(tmp_path):
     with pytest.raises(SettingsError) as error:
         check_settings(*settings(tmp_path))
     message = str(error.value)
-    for setting in ("ctc_weight = 0.5", "generation_num_beams = 4", "lail: true"):
+    for setting in ("ctc_weight = 0.5", "generation_num_beams = 4", "lail: true", "augment = 'da2'"):
         assert setting in message, setting
-    model, data, args, lail = settings(tmp_path, ctc_weight=0.0, generation_num_beams=None)
+    model, data, args, lail = settings(tmp_path, augment="light", ctc_weight=0.0, generation_num_beams=None)
     check_settings(model, data, args, LailArguments())  # the same run without them passes
     model.model_name_or_path = "config:crnn-2023"
     with pytest.raises(SettingsError, match="config:crnn, config:crnn-2024, config:mobilevit-ctc"):

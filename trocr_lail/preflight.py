@@ -95,7 +95,7 @@ def _positive(problems: list[str], args, *names: str, allow_none: bool = False) 
             problems.append(f"{name} = {value!r}: must be a whole number >= 1")
 
 
-def _ctc_recognizer_problems(model_args, training_args, lail_args, peft_args) -> list[str]:
+def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, peft_args) -> list[str]:
     """Settings that have no meaning for a pure CTC recognizer (``config:crnn``, ``config:mobilevit-ctc`` or a
     saved one), or that it does not support yet."""
     name = model_args.model_name_or_path
@@ -109,6 +109,9 @@ def _ctc_recognizer_problems(model_args, training_args, lail_args, peft_args) ->
     if model_args.processor_name_or_path and name.startswith("config:"):
         problems.append(f"processor_name_or_path = {model_args.processor_name_or_path!r}: {name} builds its "
                         "processor from its input size and the training texts' characters (leave it unset)")
+    if data_args.augment == "da2":
+        problems.append(f"augment = 'da2': ends with the TrOCR paper's resize to a fixed input size, which would "
+                        f"squash the lines {name} reads at their own width (use light or none)")
     if lail_args.lail:
         problems.append(f"lail: true: LAIL on the taps of a CTC recognizer ({name}) is not implemented yet")
     if training_args.push_to_hub:
@@ -260,7 +263,7 @@ def check_settings(model_args, data_args, training_args, lail_args, peft_args=No
     from .models.ctc_families import is_ctc_source
 
     if is_ctc_source(model_args.model_name_or_path):
-        problems += _ctc_recognizer_problems(model_args, training_args, lail_args, peft_args)
+        problems += _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, peft_args)
     elif lail_args.lail:
         problems += _lail_problems(lail_args, model_args)
     problems = [problem for problem in problems if problem]
