@@ -81,14 +81,13 @@ class LineReader:
         ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-        from ..models.loading import note_pickle_weights, set_resample, weights_kwargs
-
         from ..models.ctc_families import is_saved_ctc_model, load_ctc_model, load_ctc_processor
+        from ..models.loading import note_pickle_weights, set_resample, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
         note_pickle_weights(str(model_dir), revision, strict=strict_safetensors)
         if is_saved_ctc_model(str(model_dir)):
-            processor = load_ctc_processor(model_dir, revision=revision)
+            processor = load_ctc_processor(model_dir, **common)
             model = load_ctc_model(str(model_dir), **weights_kwargs(strict_safetensors), **common)
         else:
             processor = TrOCRProcessor.from_pretrained(model_dir, **common)
