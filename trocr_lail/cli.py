@@ -222,12 +222,19 @@ def run_export(args) -> int:
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
     from .hub.export import export_model, export_onnx, onnx_exporter
+    from .models.ctc_families import is_saved_ctc_model, load_ctc_model, load_ctc_processor
     from .models.loading import set_special_tokens
 
-    if args.onnx:
-        onnx_exporter()  # missing optimum: say so before loading anything
     checkpoint = Path(args.checkpoint)
     processor_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
+    if is_saved_ctc_model(str(checkpoint)):
+        if args.onnx:
+            raise ValueError(f"{checkpoint} is a CTC recognizer: its ONNX export is not implemented yet")
+        model = load_ctc_model(str(checkpoint), use_safetensors=True)
+        print(f"exported CTC recognizer to {export_model(model, load_ctc_processor(processor_dir), args.output)}")
+        return 0
+    if args.onnx:
+        onnx_exporter()  # missing optimum: say so before loading anything
     processor = TrOCRProcessor.from_pretrained(processor_dir)
     # Loaded as the plain class: LAIL connector weights are left out (with a warning), which is the point.
     model = VisionEncoderDecoderModel.from_pretrained(checkpoint, use_safetensors=True)

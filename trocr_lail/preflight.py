@@ -45,10 +45,12 @@ def model_source_problem(option: str, name: str | None, special: tuple[str, ...]
     if not name or name in special:
         return None
     if name.startswith("config:"):  # config:<preset>: a published architecture built from its config
+        from .models.ctc_families import CTC_SHAPES
         from .models.shapes import SHAPES
 
-        return None if name[len("config:"):] in SHAPES else \
-            f"{option} = {name!r}: allowed presets are {', '.join('config:' + s for s in SHAPES)}"
+        presets = [*SHAPES, *CTC_SHAPES]
+        return None if name[len("config:"):] in presets else \
+            f"{option} = {name!r}: allowed presets are {', '.join('config:' + s for s in presets)}"
     path = Path(name).expanduser()
     if path.is_dir():
         return None if (path / "config.json").is_file() else \
@@ -91,6 +93,33 @@ def _positive(problems: list[str], args, *names: str, allow_none: bool = False) 
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append(f"{name} = {value!r}: must be a whole number >= 1")
+
+
+def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, peft_args) -> list[str]:
+    """Settings that have no meaning for a pure CTC recognizer (``config:crnn``, ``config:mobilevit-ctc`` or a
+    saved one), or that it does not support yet."""
+    name = model_args.model_name_or_path
+    problems = []
+    if training_args.ctc_weight:
+        problems.append(f"ctc_weight = {training_args.ctc_weight}: adds a CTC head to a TrOCR model; {name} is a CTC "
+                        "recognizer and trains by CTC alone (set ctc_weight: 0)")
+    if (training_args.generation_num_beams or 1) > 1:
+        problems.append(f"generation_num_beams = {training_args.generation_num_beams}: {name} is a CTC recognizer, "
+                        "read by best-path decoding (leave generation_num_beams unset or 1)")
+    if model_args.processor_name_or_path and name.startswith("config:"):
+        problems.append(f"processor_name_or_path = {model_args.processor_name_or_path!r}: {name} builds its "
+                        "processor from its input size and the training texts' characters (leave it unset)")
+    if data_args.augment == "da2":
+        problems.append(f"augment = 'da2': ends with the TrOCR paper's resize to a fixed input size, which would "
+                        f"squash the lines {name} reads at their own width (use light or none)")
+    if lail_args.lail:
+        problems.append(f"lail: true: LAIL on the taps of a CTC recognizer ({name}) is not implemented yet")
+    if training_args.push_to_hub:
+        problems.append(f"push_to_hub: true: the Hub card and pipeline file of CTC recognizers ({name}) are not "
+                        "written yet (set push_to_hub: false; <output_dir>/export loads with from_pretrained)")
+    if peft_args is not None and peft_args.use_peft:
+        problems.append(f"use_peft: true: {name} is a CTC recognizer, trained in full (set use_peft: false)")
+    return problems
 
 
 def _lail_problems(lail_args, model_args) -> list[str]:
@@ -231,7 +260,11 @@ def check_settings(model_args, data_args, training_args, lail_args, peft_args=No
                 model_source_problem("processor_name_or_path", model_args.processor_name_or_path)]
     problems += _training_problems(model_args, training_args)
     problems += _data_problems(data_args, training_args)
-    if lail_args.lail:
+    from .models.ctc_families import is_ctc_source
+
+    if is_ctc_source(model_args.model_name_or_path):
+        problems += _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, peft_args)
+    elif lail_args.lail:
         problems += _lail_problems(lail_args, model_args)
     if model_args.extend_vocabulary and peft_args is not None and peft_args.use_peft:
         problems.append("extend_vocabulary: true with use_peft: true: the adapters leave the decoder's embeddings "

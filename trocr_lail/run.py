@@ -1,4 +1,6 @@
-"""The training run behind ``recipes/finetune.py``: load, train, evaluate on test, export."""
+"""The training run behind ``recipes/finetune.py``: load, train, evaluate on test, export. The model is a TrOCR
+(VisionEncoderDecoder) or a CTC recognizer (``config:crnn``, ``config:mobilevit-ctc`` or a saved one), which has
+its own collator and trainer and, when built by name, takes its vocabulary from the training texts."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 from transformers import set_seed
 
 from .configs import ModelArguments, TrainingArguments
-from .data.collator import LailCollator, LineCollator
+from .data.collator import CtcCollator, LailCollator, LineCollator, texts_from_codes
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
 from .data.stream import split_texts
@@ -25,7 +27,9 @@ from .lail.config import LailArguments
 from .lail.diagnostic_plots import plot_lail_diagnostics
 from .models.adapters import apply_peft
 from .models.ctc import CtcVisionEncoderDecoderModel
-from .models.loading import load_processor_and_model
+from .models.ctc_families import is_ctc_recognizer, is_ctc_source
+from .models.ctc_vocab import unseen_characters
+from .models.loading import load_ctc_processor_and_model, load_processor_and_model
 from .models.vocabulary import extend_vocabulary
 from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
@@ -46,19 +50,17 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # Everything that can fail to load (model, processor, data, LLM) loads before trainer.train.
-    if training_args.ctc_weight > 0:
-        # Loaded as the CTC class, a saved run's trained head (config.ctc, ctc_head weights) comes with it; a plain
-        # load would drop those weights as unexpected and the run would train a fresh head.
-        processor, model = load_processor_and_model(model_args, model_class=CtcVisionEncoderDecoderModel)
-        model = CtcVisionEncoderDecoderModel.with_head(model, model_args.ctc_upsample, model_args.model_name_or_path)
-        if training_args.ctc_guided_attention > 0:
-            model.enable_guided_attention()
-    else:
-        processor, model = load_processor_and_model(model_args)
-    check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
+    ctc = is_ctc_source(model_args.model_name_or_path)
+    if not ctc:
+        processor, model = _load_trocr(model_args, training_args)
+        check_loaded_model(model, training_args, lail_args)  # LAIL depth, disk space: before data and the LLM
     with training_args.main_process_first(desc="loading data"):
         splits = add_degraded_splits(load_splits(data_args), data_args)
-    if model_args.extend_vocabulary:  # before the checks below, which refuse characters the tokenizer lacks
+    if ctc:  # a CTC recognizer built by name needs the training texts' characters: after the data
+        processor, model = load_ctc_processor_and_model(model_args, split_texts(splits[data_args.train_split]))
+        check_loaded_model(model, training_args, lail_args)
+        _warn_unseen(splits, model.config.charset, training_args.process_index == 0)
+    elif model_args.extend_vocabulary:  # before the checks below, which refuse characters the tokenizer lacks
         extend_vocabulary(model, processor.tokenizer, split_texts(splits[data_args.train_split]))
     record_training_ranges(model.config, splits[data_args.train_split])  # kept in the export: predict warns
     splits, data_summary, decoders = prepare_splits(splits, processor.tokenizer, model_args.max_target_length,
@@ -66,11 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
                                                     image_processor=processor.image_processor)
     train_dataset = splits[data_args.train_split]
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
-    _align_generation(model, training_args)
-
-    if lail_args.lail:
+    if ctc:
+        collator, trainer_kwargs = CtcCollator(processor, model_args.max_target_length), {}
+    elif lail_args.lail:
+        _align_generation(model, training_args)
         model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args)
     else:
+        _align_generation(model, training_args)
         collator, trainer_kwargs = LineCollator(processor, model_args.max_target_length), {}
     if peft_args.use_peft:
         model = apply_peft(model, peft_args)  # after LAIL, so its connectors stay fully trainable
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = export_model(trainer.model, processor, Path(training_args.output_dir) / "export",
                             num_beams=training_args.generation_num_beams or 1,
                             max_length=training_args.generation_max_length or model_args.max_target_length)
-        logger.info("Exported plain VisionEncoderDecoder model to %s", path)
+        logger.info("Exported the %s model to %s", "CTC recognizer" if ctc else "plain VisionEncoderDecoder", path)
     skipped = skip_report(data_summary, decoders)
     if skipped and trainer.is_world_process_zero():
         logger.warning(skipped)
@@ -130,6 +134,28 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
+def _load_trocr(model_args: ModelArguments, training_args: TrainingArguments):
+    if training_args.ctc_weight > 0:
+        # Loaded as the CTC class, a saved run's trained head (config.ctc, ctc_head weights) comes with it; a plain
+        # load would drop those weights as unexpected and the run would train a fresh head.
+        processor, model = load_processor_and_model(model_args, model_class=CtcVisionEncoderDecoderModel)
+        model = CtcVisionEncoderDecoderModel.with_head(model, model_args.ctc_upsample, model_args.model_name_or_path)
+        if training_args.ctc_guided_attention > 0:
+            model.enable_guided_attention()
+        return processor, model
+    return load_processor_and_model(model_args)
+
+
+def _warn_unseen(splits, charset: str, is_main: bool) -> None:
+    """Characters a split has and the CTC vocabulary lacks: never predicted, so they count as errors (scoring
+    reads the raw texts); in the training split they are left out of the targets."""
+    for name, split in splits.items():
+        unseen = unseen_characters(split_texts(split), charset)
+        if unseen and is_main:
+            logger.warning("Split '%s' has %d character(s) outside the model's vocabulary, which it can never "
+                           "write: %r", name, len(unseen), "".join(sorted(unseen)))
+
+
 def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments):
     from .lail.llm import load_frozen_llm
     from .lail.modeling import LailVisionEncoderDecoderModel
@@ -149,16 +175,19 @@ def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArg
 
 
 def build_trainer(model, processor, args, train_dataset, eval_dataset, collator, trainer_class=None, **kwargs):
+    from .training.ctc_trainer import CtcLineTrainer
     from .training.trainer import LineRecognitionTrainer
 
     lail_args = kwargs.get("lail_args")
     start = lail_args.lail_connector_only_steps if lail_args is not None else 0
     callbacks = [StagedEarlyStopping(args.early_stopping_patience, start_step=start)] \
         if args.early_stopping_patience else []
-    return (trainer_class or LineRecognitionTrainer)(
+    ctc = is_ctc_recognizer(model)
+    # The CTC trainer hands the metrics the raw reference texts, as code points (CtcCollator).
+    compute_metrics = build_compute_metrics(processor.tokenizer, texts_from_codes if ctc else None)
+    return (trainer_class or (CtcLineTrainer if ctc else LineRecognitionTrainer))(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
-        processing_class=processor, compute_metrics=build_compute_metrics(processor.tokenizer),
-        callbacks=callbacks, **kwargs,
+        processing_class=processor, compute_metrics=compute_metrics, callbacks=callbacks, **kwargs,
     )
 
 

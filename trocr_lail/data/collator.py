@@ -1,5 +1,6 @@
 """Batching for line recognition: images -> ``pixel_values``, text -> ``labels`` (EOS-terminated, padded with
--100). The model shifts labels right and inserts ``decoder_start_token_id`` itself."""
+-100). The model shifts labels right and inserts ``decoder_start_token_id`` itself. :class:`CtcCollator` makes
+the CTC recognizers' targets (no EOS) and carries the raw reference texts for scoring."""
 
 from __future__ import annotations
 
@@ -15,16 +16,31 @@ logger = logging.getLogger(__name__)
 
 
 def encode_targets(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids of each text plus EOS, truncated to ``max_length``; also returns how many were truncated."""
+    """Token ids of each text plus EOS (when the tokenizer has one: a CTC vocabulary has none), truncated to
+    ``max_length``; also returns how many were truncated."""
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     ids, truncated = [], 0
     for tokens in encoded:
-        tokens = tokens + [tokenizer.eos_token_id]
+        tokens = tokens + eos
         if len(tokens) > max_length:
             truncated += 1
-            tokens = tokens[: max_length - 1] + [tokenizer.eos_token_id]
+            tokens = tokens[: max_length - len(eos)] + eos
         ids.append(tokens)
     return ids, truncated
+
+
+def padded(rows: list[list[int]]) -> torch.Tensor:
+    """``(len(rows), longest)`` long tensor, right-padded with -100 (what Trainer also pads predictions with)."""
+    out = torch.full((len(rows), max(map(len, rows), default=0)), -100, dtype=torch.long)
+    for row, values in enumerate(rows):
+        out[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+    return out
+
+
+def texts_from_codes(codes) -> list[str]:
+    """The texts :class:`CtcCollator` packed as code points (rows padded with negative values)."""
+    return ["".join(chr(code) for code in row if code >= 0) for row in codes.tolist()]
 
 
 def presize_target(image_processor) -> tuple[int, int] | None:
@@ -69,17 +85,33 @@ class LineCollator:
             images = [presize(load_rgb(example["image"]), size, self.processor.image_processor)
                       for example in examples]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-        ids, truncated = encode_targets(self.processor.tokenizer, [e["text"] for e in examples],
+        ids, truncated = encode_targets(self.processor.tokenizer, self.target_texts(examples),
                                         self.max_target_length)
         if truncated:
             if self.num_truncated == 0:
                 logger.warning("Truncating transcriptions longer than max_target_length=%d tokens.",
                                self.max_target_length)
             self.num_truncated += truncated
-        labels = torch.full((len(ids), max(map(len, ids))), -100, dtype=torch.long)
-        for row, tokens in enumerate(ids):
-            labels[row, : len(tokens)] = torch.tensor(tokens)
-        return {"pixel_values": pixel_values, "labels": labels}
+        return {"pixel_values": pixel_values, "labels": padded(ids)}
+
+    def target_texts(self, examples: list[dict]) -> list[str]:
+        return [example["text"] for example in examples]
+
+
+@dataclass
+class CtcCollator(LineCollator):
+    """Targets as HTR best practices trains its CTC recognizer: every transcript wrapped in spaces, no EOS; the
+    characters the vocabulary lacks are dropped by its tokenizer (``models/ctc_vocab.py``). ``references`` holds
+    each line's raw text as code points, so evaluation scores against the text itself, unseen characters
+    included (``texts_from_codes`` reads them back)."""
+
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        batch = super().collate(examples)
+        batch["references"] = padded([[ord(ch) for ch in example["text"]] for example in examples])
+        return batch
+
+    def target_texts(self, examples: list[dict]) -> list[str]:
+        return [f" {example['text']} " for example in examples]
 
 
 @dataclass

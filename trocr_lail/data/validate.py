@@ -163,7 +163,8 @@ def validate_split(dataset: datasets.Dataset, tokenizer, max_target_length: int,
                                             f"{''.join(bad)!r}; replace them or use a tokenizer that covers them"))
     encoded = (tokenizer([text for _, text in good_texts], add_special_tokens=False)["input_ids"]
                if good_texts and tokenizer is not None else [])
-    lengths = [len(tokens) + 1 for tokens in encoded]  # + EOS, as the collator builds targets
+    eos = tokenizer is not None and tokenizer.eos_token_id is not None  # CTC vocabularies have none
+    lengths = [len(tokens) + eos for tokens in encoded]  # + EOS, as the collator builds targets
     summary.longest = max(lengths, default=0)
     summary.truncated = sum(length > max_target_length for length in lengths)
     if raw is not None:

@@ -47,12 +47,15 @@ def decode(tokenizer, ids) -> list[str]:
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def build_compute_metrics(tokenizer):
-    """``compute_metrics`` for Seq2SeqTrainer with ``predict_with_generate``."""
+def build_compute_metrics(tokenizer, reference_texts=None):
+    """``compute_metrics`` for Seq2SeqTrainer with ``predict_with_generate``. ``reference_texts`` reads the texts
+    from the label ids (default: decoding them as tokens; the CTC trainer passes the raw texts as code points,
+    ``data.collator.texts_from_codes``)."""
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
         predictions = decode(tokenizer, eval_prediction.predictions)
-        references = decode(tokenizer, eval_prediction.label_ids)
+        labels = eval_prediction.label_ids
+        references = reference_texts(labels) if reference_texts else decode(tokenizer, labels)
         return {"cer": cer(references, predictions), "wer": wer(references, predictions)}
 
     return compute_metrics

@@ -1,9 +1,15 @@
 """Export a trained model as a plain ``VisionEncoderDecoderModel`` directory that any transformers user can load:
 ``pipeline("image-to-text", model=dir, trust_remote_code=True)`` on 4.57.x and 5.x (the folder carries
-``trocr_pipeline.py``, registered in ``config.json``), or ``VisionEncoderDecoderModel.from_pretrained``."""
+``trocr_pipeline.py``, registered in ``config.json``), or ``VisionEncoderDecoderModel.from_pretrained``.
+
+A CTC recognizer (``models/ctc_families.py``) exports as its inference model (weights, config with its
+character vocabulary, processor), which ``AutoModelForCTC`` / ``TrOCRProcessor.from_pretrained`` read in a process
+that has called ``ctc_families.register_auto_classes`` (``trocr-lail predict`` does), with no remote code. Its
+custom pipeline file is not written yet."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +18,7 @@ from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEnc
 
 from ..inference import pipeline
 from ..models.adapters import merged
+from ..models.ctc_families import is_ctc_recognizer
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
 ONNX_TASK = "image-to-text-with-past"  # encoder, decoder and decoder-with-past graphs: fast greedy and beam search
@@ -36,6 +43,8 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
     """Write ``model`` as a plain model dir. PEFT adapters are merged into ``model`` in place first (the export
     is the last thing a run does with its model)."""
     export_dir = Path(export_dir)
+    if is_ctc_recognizer(model):
+        return export_ctc_model(model, processor, export_dir)
     model = merged(model)
     plain = plain_model(model)
     plain.generation_config = GenerationConfig(
@@ -46,11 +55,27 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
     plain.config.custom_pipelines = pipeline.custom_pipelines_entry()
     plain.save_pretrained(export_dir, safe_serialization=True)
     shutil.copyfile(pipeline.__file__, export_dir / pipeline.EXPORT_FILE)
+    save_processor(processor, export_dir)
+    return export_dir
+
+
+def export_ctc_model(model, processor, export_dir: str | Path) -> Path:
+    """``model`` without its training-only parts (the CRNN's CTC shortcut: weights and ``shortcut_weight``), which
+    change neither its predictions nor its eval loss; the training model itself is left as it is."""
+    export_dir = Path(export_dir)
+    inference = copy.deepcopy(model)
+    if hasattr(inference, "drop_shortcut"):
+        inference.drop_shortcut()
+    inference.save_pretrained(export_dir, safe_serialization=True)
+    save_processor(processor, export_dir)
+    return export_dir
+
+
+def save_processor(processor, export_dir: Path) -> None:
     processor.save_pretrained(export_dir)
     # transformers 4.57.x loaders look for the image processor and tokenizer files one by one.
     processor.image_processor.save_pretrained(export_dir)
     _portable_tokenizer_config(export_dir / "tokenizer_config.json")
-    return export_dir
 
 
 def _portable_tokenizer_config(path: Path) -> None:

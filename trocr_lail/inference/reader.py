@@ -4,6 +4,9 @@
 what 4.57's ``pipeline("image-to-text")`` returns (``[{"generated_text": ...}]`` per image), which 5.x no longer
 has. Same image loading (EXIF orientation, RGB), same processor, same generation config, same decoding: the same
 text, but the batch is preprocessed in one processor call instead of one call per image.
+
+It reads the CTC recognizers' exports too (``models/ctc_families.py``): one forward pass and the best path, as
+their training evaluation decodes (``models.ctc_recognizer.line_ids``). Confidences for them are not there yet.
 """
 
 from __future__ import annotations
@@ -62,10 +65,13 @@ class LineReader:
     """
 
     def __init__(self, model, processor, device: str | torch.device | None = "cpu", batch_size: int = 8):
+        from ..models.ctc_families import is_ctc_recognizer
+
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.batch_size = batch_size
+        self.ctc = is_ctc_recognizer(model)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = "auto", batch_size: int = 8,
@@ -75,13 +81,19 @@ class LineReader:
         ``strict_safetensors``."""
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
+        from ..models.ctc_families import is_saved_ctc_model, load_ctc_model, load_ctc_processor
         from ..models.loading import note_pickle_weights, set_resample, weights_kwargs
 
         common = {"revision": revision, "trust_remote_code": False}
-        processor = set_resample(TrOCRProcessor.from_pretrained(model_dir, **common), image_resample)
         note_pickle_weights(str(model_dir), revision, strict=strict_safetensors)
-        model = VisionEncoderDecoderModel.from_pretrained(model_dir, **weights_kwargs(strict_safetensors), **common)
-        return cls(model, processor, device=device, batch_size=batch_size)
+        if is_saved_ctc_model(str(model_dir)):
+            processor = load_ctc_processor(model_dir, **common)
+            model = load_ctc_model(str(model_dir), **weights_kwargs(strict_safetensors), **common)
+        else:
+            processor = TrOCRProcessor.from_pretrained(model_dir, **common)
+            model = VisionEncoderDecoderModel.from_pretrained(model_dir, **weights_kwargs(strict_safetensors),
+                                                              **common)
+        return cls(model, set_resample(processor, image_resample), device=device, batch_size=batch_size)
 
     def batches(self, images: Sequence, batch_size: int | None = None, progress: bool = False,
                 scored: bool = False, **generate_kwargs) -> Iterator[list]:
@@ -105,8 +117,16 @@ class LineReader:
 
     @torch.inference_mode()
     def read_loaded(self, images: list[Image.Image], **generate_kwargs) -> list[str]:
-        pixels = self.processor(images=images, return_tensors="pt").pixel_values
-        ids = self.model.generate(pixels.to(self.device, self.model.dtype), **generate_kwargs)
+        pixels = self.processor(images=images, return_tensors="pt").pixel_values.to(self.device, self.model.dtype)
+        if self.ctc:
+            from ..models.ctc_recognizer import line_ids
+
+            if generate_kwargs:
+                raise ValueError(f"{', '.join(sorted(generate_kwargs))}: a CTC recognizer reads each line in one "
+                                 "pass (best path); there is no generation to configure")
+            return self.processor.batch_decode(line_ids(self.model(pixels).logits, self.model.config.charset),
+                                               skip_special_tokens=True)
+        ids = self.model.generate(pixels, **generate_kwargs)
         return self.processor.batch_decode(ids, skip_special_tokens=True)
 
     @torch.inference_mode()
@@ -117,6 +137,9 @@ class LineReader:
         not, each under the distribution generation chose it from: after its logits processors, with beams the
         final beam's, divided by ``confidence_temperature``), ``tokens``, ``token_conf`` and ``char_conf``. With
         ``temperatures``, also ``conf_at``: the line confidence at each of them (for fitting one)."""
+        if self.ctc:
+            raise NotImplementedError("line confidences (predict --confidence, evaluate) are not implemented for CTC "
+                                      "recognizers yet; predict without --confidence reads them")
         pixels = self.processor(images=images, return_tensors="pt").pixel_values
         out = self.model.generate(pixels.to(self.device, self.model.dtype), output_scores=True,
                                   return_dict_in_generate=True, **generate_kwargs)

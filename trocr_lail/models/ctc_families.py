@@ -10,11 +10,15 @@ Unlike the TrOCR shapes these need the character vocabulary, built from the trai
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModelForCTC
+import json
+from pathlib import Path
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForCTC, TrOCRProcessor
 
 from .crnn.configuration_crnn import PRESETS as CRNN_PRESETS
 from .crnn.configuration_crnn import CrnnConfig
 from .crnn.modeling_crnn import CrnnForCTC
+from .ctc_processor import CtcLineImageProcessor
 from .mobilevit_ctc.configuration_mobilevit_ctc import PRESETS as MOBILEVIT_PRESETS
 from .mobilevit_ctc.configuration_mobilevit_ctc import MobileVitCtcConfig
 from .mobilevit_ctc.modeling_mobilevit_ctc import MobileVitCtcForCTC
@@ -27,6 +31,27 @@ CTC_SHAPES = {**{name: (CrnnConfig, preset) for name, preset in CRNN_PRESETS.ite
 
 def is_ctc_shape(name: str | None) -> bool:
     return bool(name) and name.startswith(PREFIX) and name[len(PREFIX):] in CTC_SHAPES
+
+
+def is_saved_ctc_model(name: str | None) -> bool:
+    """A local folder holding a saved CTC recognizer (a run's output_dir, a checkpoint, an export), by its
+    ``config.json`` ``model_type``. Hub ids are not looked up (no network call to decide a model's kind)."""
+    config = Path(name).expanduser() / "config.json" if name else None
+    if config is None or not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") in {c.model_type for c in FAMILIES}
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_ctc_source(name: str | None) -> bool:
+    """``model_name_or_path`` names a CTC recognizer: a family by name, or a saved one."""
+    return is_ctc_shape(name) or is_saved_ctc_model(name)
+
+
+def is_ctc_recognizer(model) -> bool:
+    return isinstance(getattr(model, "config", None), tuple(FAMILIES))
 
 
 def build_ctc_config(name: str, charset: str):
@@ -51,13 +76,22 @@ def build_ctc_model(name: str, charset: str, pretrained_backbone: str | None = N
 
 
 def register_auto_classes() -> None:
-    """Make ``AutoConfig`` / ``AutoModelForCTC`` read the families' saved models (idempotent)."""
+    """Make ``AutoConfig`` / ``AutoModelForCTC`` / ``AutoImageProcessor`` (so ``TrOCRProcessor.from_pretrained``)
+    read the families' saved models (idempotent). In-process only: nothing is written into the saved folders and no
+    remote code is trusted; transformers cannot read these model types without this package."""
     for config_class, model_class in FAMILIES.items():
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModelForCTC.register(config_class, model_class, exist_ok=True)
+        AutoImageProcessor.register(config_class, slow_image_processor_class=CtcLineImageProcessor, exist_ok=True)
 
 
 def load_ctc_model(name_or_path: str, **load_kwargs):
     """A saved CTC recognizer (a run's output or export, or a Hub id), as the family its config names."""
     register_auto_classes()
     return AutoModelForCTC.from_pretrained(name_or_path, **load_kwargs)
+
+
+def load_ctc_processor(name_or_path: str, **load_kwargs):
+    """A saved CTC recognizer's processor (``ctc_processor.build_ctc_processor`` wrote it)."""
+    register_auto_classes()
+    return TrOCRProcessor.from_pretrained(name_or_path, **load_kwargs)

@@ -4,7 +4,7 @@ that turns a feature map into a frame sequence, and the loss.
 Contract of both families' ``forward(pixel_values, labels=None, output_hidden_states=None)``:
 
 - ``logits``: ``(batch, frames, vocab)``, batch-first like transformers' ``*ForCTC`` models; id 0 is the blank.
-  Read them with ``ctc_decoding.ctc_greedy_decode`` (best path), as the reference does.
+  Read them with :func:`line_ids` (best path, outer spaces dropped), as the reference does.
 - ``loss`` (with ``labels``, padded with -100): the CTC loss summed over the lines of the batch and divided by the
   number of lines, HTR best practices' ``CTCLoss(reduction='sum', zero_infinity=True)(...) / batch_size``. In
   training mode a model with an auxiliary CTC head adds ``weight *`` that head's loss, normalised the same way;
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from .ctc_decoding import ctc_loss_sum
+from .ctc_decoding import ctc_greedy_decode, ctc_loss_sum
 from .ctc_vocab import BLANK_ID
 
 
@@ -60,3 +60,20 @@ def recognizer_output(logits, labels, hidden_states, aux_logits=None, aux_weight
     output = CtcRecognizerOutput(loss=loss, logits=logits, hidden_states=hidden_states, ctc_loss=ctc_loss,
                                  aux_loss=aux_loss, aux_logits=aux_logits)
     return output if return_dict else output.to_tuple()
+
+
+def line_ids(logits: torch.Tensor, charset: str) -> list[list[int]]:
+    """Each line's token ids as the training evaluation and ``predict`` read them: the best path without its
+    leading and trailing spaces. The reference trains on every transcript wrapped in spaces (so does
+    ``data.collator.CtcCollator``) and strips them before scoring; dropping the space ids here makes a plain
+    ``tokenizer.batch_decode`` give the stripped text."""
+    space = charset.index(" ") + 1 if " " in charset else None
+    lines = []
+    for ids in ctc_greedy_decode(logits, blank_id=BLANK_ID):
+        start, end = 0, len(ids)
+        while start < end and ids[start] == space:
+            start += 1
+        while end > start and ids[end - 1] == space:
+            end -= 1
+        lines.append(ids[start:end])
+    return lines

@@ -1,4 +1,5 @@
-"""Load (or build) the processor and VisionEncoderDecoder model a run starts from."""
+"""Load (or build) the processor and model a run starts from: a VisionEncoderDecoder (TrOCR), or a CTC recognizer
+(``ctc_families.py``), whose vocabulary comes from the training texts when it is built by name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from transformers import GenerationConfig, TrOCRProcessor, VisionEncoderDecoderM
 
 from ..availability import hub_resource
 from ..configs import ModelArguments
+from .ctc_families import build_ctc_model, is_ctc_shape, load_ctc_model, load_ctc_processor
+from .ctc_processor import build_ctc_processor
+from .ctc_vocab import charset_from_texts
 from .shapes import build_model, build_processor, is_config_name
 from .tiny import build_tiny_model, build_tiny_processor
 
@@ -94,6 +98,22 @@ def load_processor_and_model(args: ModelArguments, model_class=VisionEncoderDeco
             model = model_class.from_pretrained(args.model_name_or_path, **hub_kwargs(args), **model_kwargs)
     set_special_tokens(model, processor.tokenizer)
     return processor, model
+
+
+def load_ctc_processor_and_model(args: ModelArguments, training_texts):
+    """A CTC recognizer and its processor. By name (``config:crnn``, ...): random weights, with the characters of
+    ``training_texts`` as its vocabulary (kept in ``config.charset``); saved (a run's output_dir, a checkpoint, an
+    export): its own vocabulary, weights and processor."""
+    name = args.model_name_or_path
+    if is_ctc_shape(name):
+        model = build_ctc_model(name, charset_from_texts(training_texts))
+        processor = build_ctc_processor(model.config)
+    else:
+        with hub_resource("model", name, "model_name_or_path"):
+            note_pickle_weights(name, args.revision, args.strict_safetensors)
+            model = load_ctc_model(name, **hub_kwargs(args))
+            processor = load_ctc_processor(args.processor_name_or_path or name, revision=args.revision)
+    return set_resample(processor, args.image_resample), model
 
 
 def decoder_start_id(model, tokenizer) -> int:

@@ -122,9 +122,14 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         self.record("s2s_loss", total.detach() / labels.ne(-100).sum().clamp(min=1))
         return self._per_item(total, labels, num_items_in_batch)
 
+    def count_items(self, labels: torch.Tensor) -> torch.Tensor:
+        """What a summed loss is divided by: target tokens (Trainer's ``num_items_in_batch`` counts the same)."""
+        return labels.ne(-100).sum()
+
     def _per_item(self, total: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-        """A summed loss divided by the target tokens of the optimizer step (default: of this micro-batch)."""
-        count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+        """A summed loss divided by the items (``count_items``) of the optimizer step (default: of this
+        micro-batch)."""
+        count = self.count_items(labels) if num_items_in_batch is None else num_items_in_batch
         loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every process's tokens and DDP averages gradients: undo the average.
