@@ -29,6 +29,7 @@ import logging
 
 import torch
 
+from ..training.ctc_trainer import CtcLineTrainer
 from ..training.trainer import LineRecognitionTrainer
 from .config import LailArguments, alpha_at
 from .llm import prepare_llm_for_deepspeed
@@ -182,3 +183,6 @@ class LailTraining:
 class LailTrainer(LailTraining, LineRecognitionTrainer):
     """LAIL on a TrOCR (``LailVisionEncoderDecoderModel``)."""
 
+
+class CtcLailTrainer(LailTraining, CtcLineTrainer):
+    """LAIL on a pure CTC recognizer (``ctc_modeling.LailCtcRecognizer``)."""

@@ -68,6 +68,11 @@ class CrnnConfig(PretrainedConfig):
         return [block for block in self.cnn_blocks if block != POOL][-1][1]
 
     @property
+    def hidden_state_sizes(self) -> list[int]:
+        """Width of each ``hidden_states`` entry (the LAIL taps): the pooled CNN output, then each BiLSTM layer's."""
+        return [self.cnn_channels] + [2 * self.lstm_hidden_size] * self.lstm_layers
+
+    @property
     def width_stride(self) -> int:
         """Input columns per output frame (8 in both presets: 1024 columns give 128 frames)."""
         return self.stem_stride[1] * 2 ** self.cnn_blocks.count(POOL)

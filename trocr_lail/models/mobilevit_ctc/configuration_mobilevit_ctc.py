@@ -62,5 +62,12 @@ class MobileVitCtcConfig(PretrainedConfig):
         return MobileViTConfig(**self.mobilevit)
 
     @property
+    def hidden_state_sizes(self) -> list[int]:
+        """Width of each ``hidden_states`` entry (the LAIL taps): stages 1-5 (MobileViT's ``neck_hidden_sizes``
+        after the stem's), then the expanded map the head reads."""
+        necks = self.mobilevit["neck_hidden_sizes"]
+        return list(necks[1:6]) + [necks[-1]]
+
+    @property
     def width_stride(self) -> int:
         return self.mobilevit["output_stride"]
