@@ -20,7 +20,8 @@ Diagnostics (is the prefix informative, and how hard does LAIL pull on the encod
   "English prose", not what this line says.
 - ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
   the LAIL term (``alpha`` times the weighted sum over all taps, as it enters the loss) sends into the tapped
-  ``hidden_states[l]``, over the norm of the recognition loss's gradient (L_rec) there.
+  ``hidden_states[l]``, over the norm of the recognition loss's gradient (L_rec) there; not logged for a tap off
+  the recognition path (MobileViT-CTC's pooled stage maps, which the head does not read).
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class LailTraining:
                 logger.warning("lail_grad_ratio_layer_* not computed: %s", error)
             return
         for layer, lail_grad, recognition_grad in zip(self.tapped_layers, lail_grads, recognition_grads):
+            if recognition_grad is None:
+                # A tap off the recognition path (MobileViT's pooled stage maps: the head reads the last map only)
+                # has no recognition gradient to compare with.
+                continue
             lail_norm = 0.0 if lail_grad is None else lail_grad.float().norm().item()
             recognition_norm = 0.0 if recognition_grad is None else recognition_grad.float().norm().item()
             self.record(f"lail_grad_ratio_layer_{layer}",
