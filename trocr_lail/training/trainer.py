@@ -96,6 +96,14 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
             self.lr_scheduler = fairseq_inverse_sqrt(optimizer or self.optimizer, steps, init)
             self._created_lr_scheduler = True
             return self.lr_scheduler
+        milestones = getattr(self.args, "lr_step_milestones", None)
+        if milestones and self.lr_scheduler is None:
+            from .schedules import step_decay
+
+            self.lr_scheduler = step_decay(optimizer or self.optimizer, num_training_steps, milestones,
+                                           self.args.lr_step_gamma)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
 
     def check_finite(self, model, **terms) -> None:
