@@ -225,5 +225,6 @@ def test_preflight_refuses_what_a_ctc_recognizer_does_not_take(tmp_path):
     model, data, args, lail = settings(tmp_path, augment="light", ctc_weight=0.0, generation_num_beams=None)
     check_settings(model, data, args, LailArguments())  # the same run without them passes
     model.model_name_or_path = "config:crnn-2023"
-    with pytest.raises(SettingsError, match="config:crnn, config:crnn-2024, config:mobilevit-ctc"):
+    with pytest.raises(SettingsError,
+                       match="config:crnn, config:crnn-2024, config:crnn-quickstart, config:mobilevit-ctc"):
         check_settings(model, data, args, LailArguments())

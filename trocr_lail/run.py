@@ -159,7 +159,7 @@ def _warn_unseen(splits, charset: str, is_main: bool) -> None:
                            "write: %r", name, len(unseen), "".join(sorted(unseen)))
 
 
-def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments, ctc: bool):
+def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments, ctc: bool = False):
     from .lail.ctc_modeling import LailCtcRecognizer
     from .lail.llm import load_frozen_llm
     from .lail.modeling import LailVisionEncoderDecoderModel

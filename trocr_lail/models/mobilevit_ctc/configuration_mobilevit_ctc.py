@@ -29,7 +29,13 @@ BACKBONE_KEYS = ("num_channels", "image_size", "patch_size", "hidden_sizes", "ne
                  "layer_norm_eps", "qkv_bias")
 OUTPUT_STRIDE = 8
 
-PRESETS = {"mobilevit-ctc": {}}  # the defaults: mobilevit-small's architecture at output stride 8
+PRESETS = {
+    "mobilevit-ctc": {},  # the defaults: mobilevit-small's architecture at output stride 8
+    # recipes/mobilevit/quickstart.yaml: mobilevit-xx-small's layout at half its widths, 32x768 input (96 frames).
+    "mobilevit-ctc-quickstart": {"image_height": 32, "image_width": 768, "mobilevit": MobileViTConfig(
+        hidden_sizes=[32, 40, 48], neck_hidden_sizes=[8, 8, 16, 24, 32, 40, 160], expand_ratio=2.0,
+        output_stride=OUTPUT_STRIDE).to_dict()},
+}
 
 
 def backbone_values(config: MobileViTConfig | dict, **overrides) -> dict:
