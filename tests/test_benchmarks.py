@@ -75,3 +75,15 @@ def test_optimizer_benchmark_times_every_optimizer(capsys):
     assert set(times) == {"AdamW (torch, foreach)", "AdamW (torch, fused)", "Muon + AdamW (optim_muon)"}
     assert all(update > 0 and step > 0 for update, step in times.values())
     assert capsys.readouterr().out.count("\n| ") == 1 + 3  # header, then one row per optimizer
+
+
+def test_lail_cpu_step_reports_every_lever(capsys):
+    import lail_cpu_step
+
+    times = lail_cpu_step.main(["--llm", "tiny", "--batch", "8", "--repeats", "1", "--no_compile"])
+    measured = {name for name, spec in lail_cpu_step.VARIANTS.items() if not spec[3]}
+    assert {"baseline", lail_cpu_step.NO_CONTROL, *measured} <= set(times)
+    table = capsys.readouterr().out
+    # header, each measured variant, the 32-line variant's derived row, the no-control row and its derived row
+    assert table.count("\n| ") == 1 + len(measured) + 1 + 2
+    assert "(before: lail.yaml)" in table
