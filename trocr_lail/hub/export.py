@@ -4,8 +4,9 @@
 
 A CTC recognizer (``models/ctc_families.py``) exports as its inference model (weights, config with its
 character vocabulary, processor), which ``AutoModelForCTC`` / ``TrOCRProcessor.from_pretrained`` read in a process
-that has called ``ctc_families.register_auto_classes`` (``trocr-lail predict`` does), with no remote code. Its
-custom pipeline file is not written yet."""
+that has called ``ctc_families.register_auto_classes`` (``trocr-lail predict`` does), with no remote code; with
+``trust_remote_code=True``, transformers alone reads it from the model code the export carries
+(``remote_code.py``), and ``pipeline("image-to-text", ...)`` from the same ``trocr_pipeline.py``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEnc
 from ..inference import pipeline
 from ..models.adapters import merged
 from ..models.ctc_families import is_ctc_recognizer
+from .remote_code import name_image_processor, write_remote_code
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
 ONNX_TASK = "image-to-text-with-past"  # encoder, decoder and decoder-with-past graphs: fast greedy and beam search
@@ -61,13 +63,19 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
 
 def export_ctc_model(model, processor, export_dir: str | Path) -> Path:
     """``model`` without its training-only parts (the CRNN's CTC shortcut: weights and ``shortcut_weight``), which
-    change neither its predictions nor its eval loss; the training model itself is left as it is."""
+    change neither its predictions nor its eval loss; the training model itself is left as it is. The folder also
+    gets the model's code and the pipeline file, named in ``config.json`` (``auto_map``, ``custom_pipelines``)."""
     export_dir = Path(export_dir)
     inference = copy.deepcopy(model)
     if hasattr(inference, "drop_shortcut"):
         inference.drop_shortcut()
+    export_dir.mkdir(parents=True, exist_ok=True)
+    inference.config.auto_map = write_remote_code(inference, export_dir)
+    inference.config.custom_pipelines = pipeline.custom_pipelines_entry("AutoModelForCTC")
     inference.save_pretrained(export_dir, safe_serialization=True)
+    shutil.copyfile(pipeline.__file__, export_dir / pipeline.EXPORT_FILE)
     save_processor(processor, export_dir)
+    name_image_processor(export_dir)
     return export_dir
 
 
