@@ -114,9 +114,6 @@ def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, pe
                         f"squash the lines {name} reads at their own width (use light or none)")
     if lail_args.lail:
         problems.append(f"lail: true: LAIL on the taps of a CTC recognizer ({name}) is not implemented yet")
-    if training_args.push_to_hub:
-        problems.append(f"push_to_hub: true: the Hub card and pipeline file of CTC recognizers ({name}) are not "
-                        "written yet (set push_to_hub: false; <output_dir>/export loads with from_pretrained)")
     if peft_args is not None and peft_args.use_peft:
         problems.append(f"use_peft: true: {name} is a CTC recognizer, trained in full (set use_peft: false)")
     return problems
