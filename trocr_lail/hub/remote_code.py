@@ -6,11 +6,13 @@ Hub do: ``config.json`` and ``preprocessor_config.json`` name the classes under 
 The files are this package's own modules, not a second copy kept by hand: the family's configuration and modeling
 modules and the shared ones they import (``models/ctc_*.py``), written side by side with their relative imports
 made single-dot (transformers loads remote code as one flat folder). A relative import that would not resolve in
-that folder is an export error, not a broken export. transformers 4.57.x copies a local folder's remote-code module
-into its module cache with only the files that module imports directly, so each module ``auto_map`` names gets one
-more import line per file it needs only indirectly (``ctc_decoding`` through ``ctc_recognizer``). In this package itself nothing changes: a process that has
-called ``ctc_families.register_auto_classes`` loads the export with no remote code, and transformers prefers that
-registered code unless ``trust_remote_code=True`` is passed.
+that folder is an export error, not a broken export. transformers 4.57.x copies a local folder's remote-code
+module into its module cache with only the files that module imports directly, so each module ``auto_map`` names
+gets one more import line per file it needs only indirectly (``ctc_decoding`` through ``ctc_recognizer``).
+
+Nothing changes for this package itself: a process that has called ``ctc_families.register_auto_classes`` loads
+the export with ``trust_remote_code=False`` from its own classes (5.x takes those registered classes for the model
+even when remote code is allowed).
 """
 
 from __future__ import annotations
