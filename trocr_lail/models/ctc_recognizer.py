@@ -40,7 +40,8 @@ def column_max_pool(features: torch.Tensor) -> torch.Tensor:
     """``(batch, channels, height, width)`` -> ``(batch, width, channels)``: the maximum over each column, the
     reference's ``F.max_pool2d(y, [y.size(2), 1])`` (max_pool2d, not amax, so that ties send the gradient to one
     position as there)."""
-    return F.max_pool2d(features, (features.shape[2], 1)).squeeze(2).transpose(1, 2)
+    # int(): a constant kernel when traced for ONNX (the processor fixes the height), not a symbolic size.
+    return F.max_pool2d(features, (int(features.shape[2]), 1)).squeeze(2).transpose(1, 2)
 
 
 def per_line_ctc_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
