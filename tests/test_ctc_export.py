@@ -151,12 +151,16 @@ def test_pipeline_in_this_process_reads_like_line_reader(export, paths):
         reader(str(paths[0]), num_beams=3)
 
 
-def test_without_remote_code_it_loads_only_where_the_families_are_registered(export):
+def test_without_remote_code_it_loads_only_where_the_families_are_registered(export, paths):
     ctc_families.register_auto_classes()
     model = AutoModelForCTC.from_pretrained(export, use_safetensors=True, trust_remote_code=False)
     assert type(model) is CrnnForCTC  # this package's class, not the export's copy
     with pytest.raises(ValueError, match="trust_remote_code"):  # the pipeline file is never run unasked
         pipeline("image-to-text", model=str(export), device="cpu")
+    reader = pipeline("trocr-image-to-text", model=str(export), device="cpu")  # registered by import trocr_lail
+    assert type(reader) is line_pipeline.TrOCRLinePipeline and type(reader.model) is CrnnForCTC
+    assert reader(str(paths[0])) == [{"generated_text": LineReader.from_pretrained(export, device="cpu").read(
+        paths[:1])[0]}]
     script = ("import sys; from transformers import AutoModelForCTC\n"
               "try: AutoModelForCTC.from_pretrained(sys.argv[1], trust_remote_code=False)\n"
               "except ValueError as err: print('refused' if 'trust_remote_code' in str(err) else err)\n")

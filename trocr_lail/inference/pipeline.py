@@ -189,10 +189,14 @@ def custom_pipelines_entry(model_class: str = "VisionEncoderDecoderModel") -> di
 
 
 def register() -> None:
-    """Register the pipeline in this process as ``trocr-image-to-text`` (our code, so no trust_remote_code)."""
-    from transformers import VisionEncoderDecoderModel
+    """Register the pipeline in this process as ``trocr-image-to-text`` (our code, so no trust_remote_code). It
+    loads a CTC recognizer's export too once its family is registered with ``AutoModelForCTC``
+    (``trocr_lail.models.ctc_families.register_auto_classes``)."""
+    from transformers import AutoModelForCTC, VisionEncoderDecoderModel
     from transformers.pipelines import PIPELINE_REGISTRY
 
     if LOCAL_TASK not in PIPELINE_REGISTRY.supported_tasks:
+        # AutoModelForCTC first: it refuses a TrOCR config, where VisionEncoderDecoderModel would build a random
+        # model around a CTC recognizer's config rather than fail.
         PIPELINE_REGISTRY.register_pipeline(LOCAL_TASK, pipeline_class=TrOCRLinePipeline,
-                                            pt_model=VisionEncoderDecoderModel, type="image")
+                                            pt_model=(AutoModelForCTC, VisionEncoderDecoderModel), type="image")
