@@ -35,8 +35,7 @@ def test_onnx_logits_equal_torch(tmp_path, family):
         assert report[f"texts_onnx_batch_{batch}"] == report["texts_torch"]
     expected = LineReader.from_pretrained(export, device="cpu").read(paths)
     assert report["texts_torch"] == expected
-    if family == "crnn":
-        assert len(set(expected)) >= 4  # texts differ by image: the equalities above can fail
+    assert len(set(expected)) >= 3  # texts differ by image: the equalities above can fail
     assert {"model.onnx", "config.json", "preprocessor_config.json", "tokenizer.json"} <= {
         p.name for p in (tmp_path / "onnx").iterdir()}
 
