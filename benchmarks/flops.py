@@ -2,6 +2,10 @@
 
     python benchmarks/flops.py                       # the table for every shipped IAM LAIL setting and alternatives
 
+The CTC recognizers (CRNN, MobileViT-CTC: ``ctc_*`` below) are counted by ``torch.utils.flop_counter`` on one
+forward of the real configuration (convolutions, LSTM and linear matmuls, the training-only CRNN shortcut included),
+their connectors by the same formulas on each tap's real width and frame count.
+
 Counted as 2 FLOPs per multiply-accumulate of every matmul (projections, MLPs, attention scores and values, the
 LLM's vocab projection at the positions that score text); norms, softmax and element-wise ops are left out. A
 trainable module costs 3x its forward (forward, grads of inputs, grads of weights). The frozen LLM costs 2x its
@@ -71,15 +75,57 @@ def lail_extra_flops(shape: str, llm: str, connector: str, taps: int, blocks: in
                      text: int = TEXT_TOKENS) -> float:
     """Training FLOPs LAIL adds per sample: connectors (trainable, 3x) and the frozen LLM (2x) for each tap."""
     config = build_config(f"config:{shape}")
-    states, llm_shape = encoder_tokens(config.encoder), LLM_SHAPES[llm]
-    prefix = prefix_length(connector, states, blocks, queries)
-    enc, d = config.encoder.hidden_size, llm_shape["hidden_size"]
-    connector_macs = {"linear": states * enc * d,
-                      "downsample": sum(math.ceil(states / 2**b) * 2 * enc * enc for b in range(1, blocks + 1))
-                      + prefix * enc * d,
-                      "qformer": queries * (2 * enc * enc + states * 2 * enc * enc // queries + 8 * enc * enc)
-                      + prefix * enc * d}[connector]
-    return taps * (3 * 2 * connector_macs + 2 * 2 * llm_macs(llm_shape, prefix + text, text))
+    tap = (encoder_tokens(config.encoder), config.encoder.hidden_size)
+    return tap_flops([tap] * taps, llm, connector, blocks, queries, text)
+
+
+def tap_flops(taps: list[tuple[int, int]], llm: str, connector: str, blocks: int = 2, queries: int = 32,
+              text: int = TEXT_TOKENS) -> float:
+    """Training FLOPs of the connectors (trainable, 3x) and the frozen LLM (2x) for taps of ``(states, width)``."""
+    llm_shape, total = LLM_SHAPES[llm], 0.0
+    d = llm_shape["hidden_size"]
+    for states, enc in taps:
+        prefix = prefix_length(connector, states, blocks, queries)
+        connector_macs = {"linear": states * enc * d,
+                          "downsample": sum(math.ceil(states / 2**b) * 2 * enc * enc for b in range(1, blocks + 1))
+                          + prefix * enc * d,
+                          "qformer": queries * (2 * enc * enc + states * 2 * enc * enc // queries + 8 * enc * enc)
+                          + prefix * enc * d}[connector]
+        total += 3 * 2 * connector_macs + 2 * 2 * llm_macs(llm_shape, prefix + text, text)
+    return total
+
+
+IAM_CHARACTERS = 79  # the output layer's size follows the training texts' characters: IAM lines have ~79 + blank
+
+
+def ctc_forward(shape: str):
+    """``(forward FLOPs, hidden_states shapes)`` of one line through the CTC family ``shape`` in training mode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trocr_lail.models.ctc_families import build_ctc_model
+
+    model = build_ctc_model(f"config:{shape}", "".join(chr(33 + i) for i in range(IAM_CHARACTERS - 1)) + " ")
+    pixels = torch.zeros(1, 1, model.config.image_height, model.config.image_width)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        outputs = model.train()(pixels, output_hidden_states=True)
+    return counter.get_total_flops(), [tuple(state.shape[1:]) for state in outputs.hidden_states]
+
+
+def ctc_lail_ratio(shape: str, llm: str, connector: str, layers: list[int], blocks: int = 2) -> tuple[float, float]:
+    """``(baseline training TFLOPs per line, LAIL step / baseline step)`` for a CTC family at ``layers``."""
+    forward, states = ctc_forward(shape)
+    base = 3 * forward
+    return base / 1e12, (base + tap_flops([states[layer] for layer in layers], llm, connector, blocks)) / base
+
+
+CTC_SETTINGS = [  # (shape, llm, connector, layers, downsample blocks, label)
+    ("crnn", "smollm2-135m", "downsample", [0, 1], 2, "crnn/lail.yaml: downsample x4, taps [0, 1]"),
+    ("crnn", "smollm2-135m", "linear", [0, 1], 2, "linear, taps [0, 1]"),
+    ("crnn", "llama-3.2-1b", "downsample", [0, 1], 2, "downsample x4, taps [0, 1], Llama-3.2-1B"),
+    ("mobilevit-ctc", "smollm2-135m", "downsample", [2, 3], 2, "mobilevit/lail.yaml: downsample x4, taps [2, 3]"),
+    ("mobilevit-ctc", "smollm2-135m", "linear", [2, 3], 2, "linear, taps [2, 3]"),
+]
 
 
 SETTINGS = [  # (shape, llm, connector, taps, downsample blocks, label)
@@ -105,6 +151,12 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     print("| --- | --- | --- | --- | --- |")
     for label, shape, llm, base, ratio in rows:
         print(f"| {label} | {shape} | {llm} | {base:.2f} | {ratio:.2f}x |")
+    print("\n| CTC setting | model | LLM | baseline TFLOPs/line | LAIL step / baseline step |")
+    print("| --- | --- | --- | --- | --- |")
+    for shape, llm, connector, layers, blocks, label in CTC_SETTINGS:
+        base, ratio = ctc_lail_ratio(shape, llm, connector, layers, blocks)
+        rows.append((label, shape, llm, base, ratio))
+        print(f"| {label} | {shape} | {llm} | {base:.3f} | {ratio:.2f}x |")
     return rows
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from common import LAIL_RECIPE, build_lail, device, interleaved_medians, print_table, rows, to_device
-from trocr_lail.lail.modeling import text_positions  # after common, which puts this checkout first on sys.path
+from trocr_lail.lail.taps import text_positions  # after common, which puts this checkout first on sys.path
 
 TARGET = 1.15
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")

@@ -53,6 +53,27 @@ def slim_model(name: str):
     return ends_lines_at_once(VisionEncoderDecoderModel(config=config))
 
 
+def slim_ctc_model(name: str, charset: str, **_):
+    """A CTC recipe's preset with its widths cut and everything else kept: input size (so the taps' frame counts and
+    the connectors' prefix lengths are the real ones), the CRNN's stem, stage and pool layout, BiLSTM depth and
+    shortcut, MobileViT's stages, output stride and attention heads. test_crnn.py / test_mobilevit_ctc.py check the
+    full widths."""
+    from trocr_lail.models.crnn.configuration_crnn import POOL, CrnnConfig
+    from trocr_lail.models.ctc_families import FAMILIES, build_ctc_config
+    from trocr_lail.models.mobilevit_ctc.configuration_mobilevit_ctc import backbone_values
+
+    config = build_ctc_config(name, charset)
+    if isinstance(config, CrnnConfig):
+        config.stem_channels = 4
+        config.cnn_blocks = [block if block == POOL else [block[0], 4] for block in config.cnn_blocks]
+        config.lstm_hidden_size = 4
+    else:
+        heads = config.mobilevit["num_attention_heads"]
+        config.mobilevit = backbone_values(config.mobilevit, hidden_sizes=[4 * heads] * 3,
+                                           neck_hidden_sizes=[4] * 6 + [8])
+    return FAMILIES[type(config)](config)
+
+
 def write_line_folder(root: Path, rows_per_split: dict[str, int]) -> Path:
     """``root/<split>/`` with printed line images and ``metadata.jsonl``: the local-folder layout recipes read."""
     for split, count in rows_per_split.items():

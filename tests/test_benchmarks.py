@@ -46,6 +46,17 @@ def test_flop_count_matches_hand_arithmetic():
     rows = {label: ratio for label, *_, ratio in flops.main([])}
     assert rows["earlier trocr-large/lail.yaml: linear, taps [6,12,18,24]"] > 8  # the issue's ~11x (LLM weight grads counted)
     assert rows["trocr-large/lail.yaml: downsample x16, taps [12, 24]"] <= 1.5
+    assert 1 < rows["crnn/lail.yaml: downsample x4, taps [0, 1]"] < rows["linear, taps [0, 1]"]
+
+
+def test_ctc_flops_count_the_crnn_as_the_reference_estimates():
+    """The paper-era CRNN costs ~1.4x TrOCR-small per training line (shared/reference/ctc-recognizers.md, [est]);
+    its taps are the pooled CNN output (128 frames x 256) and the BiLSTM layers' (128 x 512)."""
+    import flops
+
+    forward, states = flops.ctc_forward("crnn")
+    assert states[:2] == [(128, 256), (128, 512)]
+    assert 1.2 < 3 * forward / flops.baseline_flops("trocr-small") < 1.6
 
 
 def test_data_stream_reports_both_inputs_and_the_worker_count(capsys):

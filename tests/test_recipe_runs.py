@@ -12,7 +12,8 @@ import yaml
 from safetensors import safe_open
 
 import trocr_lail.models.loading
-from recipe_smoke import slim_model, smoke_recipe, write_line_folder
+from recipe_smoke import slim_ctc_model, slim_model, smoke_recipe, write_line_folder
+from trocr_lail.models.ctc_families import is_ctc_shape
 from trocr_lail.run import main
 
 ROOT = Path(__file__).parents[1]
@@ -43,6 +44,7 @@ def test_recipe_runs_two_steps(recipe_path, line_folder, tmp_path, out_dir, monk
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe))
     monkeypatch.setattr(trocr_lail.models.loading, "build_model", slim_model)
+    monkeypatch.setattr(trocr_lail.models.loading, "build_ctc_model", slim_ctc_model)
     main(["--config", str(config)])
     out = out_dir
     state = json.loads((out / "trainer_state.json").read_text())
@@ -64,5 +66,9 @@ def test_recipe_runs_two_steps(recipe_path, line_folder, tmp_path, out_dir, monk
     if recipe.get("export", True):
         with safe_open(out / "export" / "model.safetensors", "pt") as weights:
             keys = list(weights.keys())
-        assert all(k.startswith(("encoder.", "decoder.")) for k in keys)  # plain VED: no connectors, no CTC head
-        assert not any("lail" in k or "ctc" in k or "lora" in k for k in keys)
+        if is_ctc_shape(recipe["model_name_or_path"]):  # the plain recognizer: no connectors, no CRNN shortcut
+            assert not any("lail" in k or "llm" in k or k.startswith("shortcut.") for k in keys)
+            assert "lail" not in json.loads((out / "export" / "config.json").read_text())
+        else:
+            assert all(k.startswith(("encoder.", "decoder.")) for k in keys)  # plain VED: no connectors, no CTC head
+            assert not any("lail" in k or "ctc" in k or "lora" in k for k in keys)

@@ -111,3 +111,42 @@ def test_trainer_uses_the_fairseq_warmup_when_warmup_init_lr_is_set(tmp_path):
     lrs = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
     # The rate each update used: the first at exactly warmup_init_lr, then init + t * (peak - init) / warmup.
     assert lrs == pytest.approx([1e-8 + t * (1e-3 - 1e-8) / 4 for t in (0, 1, 2)], rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("family", ["crnn", "mobilevit"])
+def test_ctc_recipes_follow_the_crnn_reference_and_lail_is_iam_plus_lail_options(family):
+    """recipes/{crnn,mobilevit}/iam.yaml carry HTR best practices' training recipe
+    (shared/reference/ctc-recognizers.md section 1); their lail.yaml adds only lail_* options."""
+    import yaml
+
+    folder = Path(__file__).parents[1] / "recipes" / family
+    model, data, training, *_ = parse_recipe(["--config", str(folder / "iam.yaml"), *CPU])
+    assert model.model_name_or_path == {"crnn": "config:crnn", "mobilevit": "config:mobilevit-ctc"}[family]
+    assert data.dataset_name == "Teklia/IAM-line"
+    assert training.optim.value == "adamw_torch" and training.learning_rate == 1e-3 and training.weight_decay == 5e-5
+    assert training.lr_scheduler_type.value == "constant" and training.lr_step_milestones == [0.5, 0.75]
+    assert training.lr_step_gamma == 0.1 and training.per_device_train_batch_size == 20
+    assert training.num_train_epochs == {"crnn": 240, "mobilevit": 800}[family]
+    target = {"crnn": "4.62%", "mobilevit": "4.4%"}[family]
+    assert target in (folder / "iam.yaml").read_text() and target in (folder / "README.md").read_text()
+    iam, lail = (yaml.safe_load((folder / name).read_text()) for name in ("iam.yaml", "lail.yaml"))
+    assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
+        {k: v for k, v in iam.items() if k != "output_dir"}
+    assert lail["lail_layers"] == {"crnn": [0, 1], "mobilevit": [2, 3]}[family]
+
+
+def test_step_decay_multiplies_the_rate_by_gamma_at_each_milestone():
+    import torch
+
+    from trocr_lail.training.schedules import step_decay
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = step_decay(optimizer, num_training_steps=8, milestones=[0.5, 0.75], gamma=0.1)
+    lrs = []
+    for _ in range(8):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1e-3] * 4 + [1e-4] * 2 + [1e-5] * 2)
+    with pytest.raises(ValueError, match="lr_step_milestones needs lr_scheduler_type: constant"):
+        parse_recipe(["--output_dir", "outputs/x", "--lr_step_milestones", "0.5", *CPU])

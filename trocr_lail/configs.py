@@ -181,6 +181,11 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     warmup_init_lr: float | None = field(
         default=None, metadata={"help": "With lr_scheduler_type inverse_sqrt: warm up linearly from this learning rate "
                                         "instead of 0, as fairseq's --warmup-init-lr (the TrOCR paper: 1e-8)."})
+    lr_step_milestones: list[float] | None = field(
+        default=None, metadata={"help": "With lr_scheduler_type constant: multiply the learning rate by lr_step_gamma "
+                                        "at each of these fractions of the training steps (HTR best practices: "
+                                        "[0.5, 0.75] with 0.1)."})
+    lr_step_gamma: float = field(default=0.1, metadata={"help": "The factor of lr_step_milestones."})
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Hybrid CTC/attention: add a training-only CTC head on the last encoder layer "
                                        "and train with loss = s2s + ctc_weight * CTC (0 = off). The head is left "
@@ -201,6 +206,9 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         super().__post_init__()
         if self.warmup_init_lr is not None and self.lr_scheduler_type.value != "inverse_sqrt":
             raise ValueError("warmup_init_lr needs lr_scheduler_type: inverse_sqrt")
+        if self.lr_step_milestones is not None and (self.lr_scheduler_type.value != "constant" or
+                                                    not all(0 < m < 1 for m in self.lr_step_milestones)):
+            raise ValueError("lr_step_milestones needs lr_scheduler_type: constant and fractions between 0 and 1")
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")
         if self.ctc_guided_attention < 0 or (self.ctc_guided_attention and not self.ctc_weight):

@@ -86,6 +86,17 @@ def encoder_shape(model_args) -> tuple[int, int] | None:
         return None
 
 
+def tap_sizes(model_args) -> list[int] | None:
+    """The width of each ``hidden_states`` entry LAIL can tap, when the config alone gives them: a TrOCR encoder's
+    (``encoder_shape``) or a CTC recognizer's built by name."""
+    from .models.ctc_families import build_ctc_config, is_ctc_shape
+
+    if is_ctc_shape(model_args.model_name_or_path):
+        return list(build_ctc_config(model_args.model_name_or_path, charset="").hidden_state_sizes)
+    shape = encoder_shape(model_args)
+    return None if shape is None else [shape[1]] * (shape[0] + 1)
+
+
 def _positive(problems: list[str], args, *names: str, allow_none: bool = False) -> None:
     for name in names:
         value = getattr(args, name)
@@ -112,8 +123,6 @@ def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, pe
     if data_args.augment == "da2":
         problems.append(f"augment = 'da2': ends with the TrOCR paper's resize to a fixed input size, which would "
                         f"squash the lines {name} reads at their own width (use light or none)")
-    if lail_args.lail:
-        problems.append(f"lail: true: LAIL on the taps of a CTC recognizer ({name}) is not implemented yet")
     if peft_args is not None and peft_args.use_peft:
         problems.append(f"use_peft: true: {name} is a CTC recognizer, trained in full (set use_peft: false)")
     return problems
@@ -136,19 +145,22 @@ def _lail_problems(lail_args, model_args) -> list[str]:
         problems.append(f"lail_llm_dtype = {lail_args.lail_llm_dtype!r}: allowed are {', '.join(DTYPES)}")
     if not lail_args.lail_layers:
         problems.append("lail_layers = []: tap at least one layer (e.g. [-1], the last)")
-    shape = encoder_shape(model_args)
-    if shape is not None and lail_args.lail_layers:
+    sizes = tap_sizes(model_args)
+    tapped = []
+    if sizes is not None and lail_args.lail_layers:
         try:
-            normalise_layers(lail_args.lail_layers, shape[0])
+            tapped = normalise_layers(lail_args.lail_layers, len(sizes) - 1)
         except ValueError as err:
             problems.append(str(err))
     _positive(problems, lail_args, "lail_qformer_queries", "lail_qformer_heads")
     _positive(problems, lail_args, "lail_connector_hidden_dim", allow_none=True)
     if lail_args.lail_connector == "qformer" and lail_args.lail_qformer_heads >= 1:
-        width = lail_args.lail_connector_hidden_dim or (shape[1] if shape else None)
-        if width and width % lail_args.lail_qformer_heads:
-            problems.append(f"lail_qformer_heads = {lail_args.lail_qformer_heads}: must divide the qformer width "
-                            f"{width} (lail_connector_hidden_dim, default the encoder width)")
+        widths = {lail_args.lail_connector_hidden_dim} if lail_args.lail_connector_hidden_dim else \
+            {sizes[layer] for layer in tapped}
+        for width in sorted(widths):
+            if width % lail_args.lail_qformer_heads:
+                problems.append(f"lail_qformer_heads = {lail_args.lail_qformer_heads}: must divide the qformer "
+                                f"width {width} (lail_connector_hidden_dim, default the tapped layer's width)")
     for name in ("lail_downsample_blocks", "lail_connector_only_steps", "lail_alpha_warmup_steps"):
         if getattr(lail_args, name) < 0:
             problems.append(f"{name} = {getattr(lail_args, name)}: must be >= 0")
@@ -261,7 +273,7 @@ def check_settings(model_args, data_args, training_args, lail_args, peft_args=No
 
     if is_ctc_source(model_args.model_name_or_path):
         problems += _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, peft_args)
-    elif lail_args.lail:
+    if lail_args.lail:
         problems += _lail_problems(lail_args, model_args)
     if model_args.extend_vocabulary and peft_args is not None and peft_args.use_peft:
         problems.append("extend_vocabulary: true with use_peft: true: the adapters leave the decoder's embeddings "
@@ -302,9 +314,10 @@ def check_loaded_model(model, training_args, lail_args) -> None:
     """Checks that need the model: LAIL layers against its real depth, and free space in ``output_dir``."""
     if lail_args.lail:
         from .lail.config import normalise_layers
+        from .lail.taps import hidden_state_sizes
 
         try:
-            normalise_layers(lail_args.lail_layers, model.config.encoder.num_hidden_layers)
+            normalise_layers(lail_args.lail_layers, len(hidden_state_sizes(model.config)) - 1)
         except ValueError as err:
             raise SettingsError(str(err)) from None
     if not training_args.should_save:

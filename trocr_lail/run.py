@@ -13,7 +13,7 @@ import torch
 from transformers import set_seed
 
 from .configs import ModelArguments, TrainingArguments
-from .data.collator import CtcCollator, LailCollator, LineCollator, texts_from_codes
+from .data.collator import CtcCollator, CtcLailCollator, LailCollator, LineCollator, texts_from_codes
 from .data.prepare import prepare_splits, skip_report
 from .data.sources import load_splits
 from .data.stream import split_texts
@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
                                                     image_processor=processor.image_processor)
     train_dataset = splits[data_args.train_split]
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
-    if ctc:
+    if lail_args.lail:
+        if not ctc:
+            _align_generation(model, training_args)
+        model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args, ctc)
+    elif ctc:
         collator, trainer_kwargs = CtcCollator(processor, model_args.max_target_length), {}
-    elif lail_args.lail:
-        _align_generation(model, training_args)
-        model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args)
     else:
         _align_generation(model, training_args)
         collator, trainer_kwargs = LineCollator(processor, model_args.max_target_length), {}
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
             _preview(list(test["text"]), decode(processor.tokenizer, output.predictions),
                      training_args.num_preview_predictions)
     if training_args.export and trainer.is_world_process_zero():
-        path = export_model(trainer.model, processor, Path(training_args.output_dir) / "export",
+        # A CTC recognizer's LAIL connectors are left out here; a TrOCR's by export_model itself.
+        inference = trainer.model.without_lail() if ctc and lail_args.lail else trainer.model
+        path = export_model(inference, processor, Path(training_args.output_dir) / "export",
                             num_beams=training_args.generation_num_beams or 1,
                             max_length=training_args.generation_max_length or model_args.max_target_length)
         logger.info("Exported the %s model to %s", "CTC recognizer" if ctc else "plain VisionEncoderDecoder", path)
@@ -156,22 +159,25 @@ def _warn_unseen(splits, charset: str, is_main: bool) -> None:
                            "write: %r", name, len(unseen), "".join(sorted(unseen)))
 
 
-def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments):
+def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments, ctc: bool = False):
+    from .lail.ctc_modeling import LailCtcRecognizer
     from .lail.llm import load_frozen_llm
     from .lail.modeling import LailVisionEncoderDecoderModel
-    from .lail.trainer import LailTrainer
+    from .lail.trainer import CtcLailTrainer, LailTrainer
 
     llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code,
                                          strict_safetensors=model_args.strict_safetensors)
-    model = LailVisionEncoderDecoderModel.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
+    model_class, collator_class, trainer_class = (LailCtcRecognizer, CtcLailCollator, CtcLailTrainer) if ctc \
+        else (LailVisionEncoderDecoderModel, LailCollator, LailTrainer)
+    model = model_class.from_plain(model, lail_args.model_config(), llm.config.hidden_size)
     model.attach_llm(llm, checkpointing=lail_args.lail_llm_gradient_checkpointing)
     if lail_args.lail_connectors_path:
         from .lail.sidecar import load_connector_weights
 
         load_connector_weights(model, lail_args.lail_connectors_path)
-    collator = LailCollator(processor, model_args.max_target_length, llm_tokenizer=llm_tokenizer,
-                            prompt=lail_args.lail_prompt)
-    return model, collator, {"trainer_class": LailTrainer, "lail_args": lail_args}
+    collator = collator_class(processor, model_args.max_target_length, llm_tokenizer=llm_tokenizer,
+                              prompt=lail_args.lail_prompt)
+    return model, collator, {"trainer_class": trainer_class, "lail_args": lail_args}
 
 
 def build_trainer(model, processor, args, train_dataset, eval_dataset, collator, trainer_class=None, **kwargs):

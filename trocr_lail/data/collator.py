@@ -140,3 +140,8 @@ class LailCollator(LineCollator):
             labels[row, len(prompt) : len(ids)] = torch.tensor(text_ids)
         batch.update(llm_input_ids=input_ids, llm_attention_mask=mask, llm_labels=labels)
         return batch
+
+
+@dataclass
+class CtcLailCollator(LailCollator, CtcCollator):
+    """A CTC recognizer's batch (targets wrapped in spaces, raw references) plus the LLM's view of the raw text."""

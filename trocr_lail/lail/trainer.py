@@ -1,4 +1,7 @@
-"""LAIL trainer: total loss = L_s2s + alpha(t) * sum_l lambda_l * L_CLM,l (+ ctc_weight * L_CTC with a CTC head).
+"""LAIL trainers: total loss = L_rec + alpha(t) * sum_l lambda_l * L_CLM,l, where L_rec is the recognizer's own
+training loss: TrOCR's seq2seq loss (+ ctc_weight * L_CTC with a CTC head), ``LailTrainer``; a pure CTC
+recognizer's CTC loss (+ the CRNN's shortcut), ``CtcLailTrainer``. Both are :class:`LailTraining` mixed into the
+recognizer's trainer, which keeps its own loss normalisation, evaluation and decoding.
 
 Component losses are buffered per step and merged into the logs, averaged over the logging interval and across
 processes (the trl pattern). Evaluation records the LAIL loss too: with ``predict_with_generate``,
@@ -16,8 +19,9 @@ Diagnostics (is the prefix informative, and how hard does LAIL pull on the encod
   ``prefix_info - prefix_info_mismatched``; a prefix that helps as much for the wrong line tells the LLM only
   "English prose", not what this line says.
 - ``lail_grad_ratio_layer_<l>`` (training, the first LAIL step of each logging interval): the norm of the gradient
-  the LAIL term (``alpha`` times the weighted sum over all taps, as it enters the loss) sends into encoder
-  ``hidden_states[l]``, over the norm of the recognition loss's gradient (seq2seq, plus CTC when on) there.
+  the LAIL term (``alpha`` times the weighted sum over all taps, as it enters the loss) sends into the tapped
+  ``hidden_states[l]``, over the norm of the recognition loss's gradient (L_rec) there; not logged for a tap off
+  the recognition path (MobileViT-CTC's pooled stage maps, which the head does not read).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 
 import torch
 
+from ..training.ctc_trainer import CtcLineTrainer
 from ..training.trainer import LineRecognitionTrainer
 from .config import LailArguments, alpha_at
 from .llm import prepare_llm_for_deepspeed
@@ -35,7 +40,9 @@ logger = logging.getLogger("trocr_lail")
 LLM_KEYS = ("llm_input_ids", "llm_attention_mask", "llm_labels")
 
 
-class LailTrainer(LineRecognitionTrainer):
+class LailTraining:
+    """The LAIL term and its diagnostics, on top of a ``LineRecognitionTrainer`` (mixed in before it)."""
+
     def __init__(self, *args, lail_args: LailArguments, **kwargs):
         super().__init__(*args, **kwargs)
         self.lail_args = lail_args
@@ -47,6 +54,9 @@ class LailTrainer(LineRecognitionTrainer):
         llm = getattr(self.model, "llm", None)
         if llm is not None:  # after super().__init__: the accelerator (and its DeepSpeed config) exists only now
             self.model.attach_llm(prepare_llm_for_deepspeed(llm, self.accelerator), self.model.llm_checkpointing)
+
+    def _lail_model(self):
+        return self.accelerator.unwrap_model(self.model)
 
     def alpha(self) -> float:
         return alpha_at(self.lail_args, self.state.global_step, self.state.max_steps)
@@ -62,30 +72,29 @@ class LailTrainer(LineRecognitionTrainer):
         llm_inputs = self.llm_inputs(inputs)
         if model.training and self.connector_only():
             outputs = model(pixel_values=inputs["pixel_values"], lail_only=True, **llm_inputs)
-            s2s = None
+            recognition = None
         else:
             use_lail = not model.training or self.state.global_step % self.lail_args.lail_every_k_steps == 0
-            outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"],
-                            **(llm_inputs if use_lail else {}))
-            s2s = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)  # + CTC if enabled
+            recognition, outputs = self.recognition_step(model, inputs, num_items_in_batch,
+                                                         **(llm_inputs if use_lail else {}))
         lail_losses = getattr(outputs, "lail_losses", None)
         taps = {} if lail_losses is None else {f"lail_layer_{layer}": value
                                                 for layer, value in zip(self.tapped_layers, lail_losses)}
-        self.check_finite(model, s2s=s2s, **taps)
+        self.check_finite(model, **{self.recognition_term: recognition}, **taps)
         alpha = self.alpha()
-        loss = s2s if s2s is not None else 0.0
+        loss = recognition if recognition is not None else 0.0
         uncond = None
         if lail_losses is not None:
             weighted = (self.layer_weights.to(lail_losses.device) * lail_losses).sum()
             lail_term = alpha * self.token_normalised(weighted, llm_inputs["llm_labels"], model.training)
             loss = loss + lail_term
-            uncond = self.accelerator.unwrap_model(model).unconditional_loss(**llm_inputs)
+            uncond = self._lail_model().unconditional_loss(**llm_inputs)
             if model.training and self.state.global_step % self.lail_args.lail_control_every_k_steps == 0:
                 # a paired control: the same batch as the prefixed loss, in both training modes
-                self._record_mismatched("train", outputs.encoder_hidden_states, llm_inputs, uncond)
-            if model.training and s2s is not None:
+                self._record_mismatched("train", self._lail_model().lail_hidden_states(outputs), llm_inputs, uncond)
+            if model.training and recognition is not None:
                 if self._first_lail_step_of_interval():
-                    self._record_gradient_ratios(outputs, s2s, lail_term)
+                    self._record_gradient_ratios(outputs, recognition, lail_term)
         self._record("train" if model.training else "eval", lail_losses, alpha, uncond)
         return (loss, outputs) if return_outputs else loss
 
@@ -99,8 +108,8 @@ class LailTrainer(LineRecognitionTrainer):
     def _record_gradient_ratios(self, outputs, recognition_loss, lail_term) -> None:
         """Norms of the LAIL and recognition gradients reaching each tapped hidden-state tensor (two extra backward
         passes to those tensors only, so no parameter gradient is touched)."""
-        taps = self.accelerator.unwrap_model(self.model).lail_layers
-        hidden = [outputs.encoder_hidden_states[index] for index in taps]
+        model = self._lail_model()
+        hidden = [model.lail_hidden_states(outputs)[index] for index in model.lail_layers]
         try:
             lail_grads = torch.autograd.grad(lail_term, hidden, retain_graph=True, allow_unused=True)
             recognition_grads = torch.autograd.grad(recognition_loss, hidden, retain_graph=True, allow_unused=True)
@@ -110,6 +119,10 @@ class LailTrainer(LineRecognitionTrainer):
                 logger.warning("lail_grad_ratio_layer_* not computed: %s", error)
             return
         for layer, lail_grad, recognition_grad in zip(self.tapped_layers, lail_grads, recognition_grads):
+            if recognition_grad is None:
+                # A tap off the recognition path (MobileViT's pooled stage maps: the head reads the last map only)
+                # has no recognition gradient to compare with.
+                continue
             lail_norm = 0.0 if lail_grad is None else lail_grad.float().norm().item()
             recognition_norm = 0.0 if recognition_grad is None else recognition_grad.float().norm().item()
             self.record(f"lail_grad_ratio_layer_{layer}",
@@ -140,13 +153,13 @@ class LailTrainer(LineRecognitionTrainer):
         return share
 
     def _record_mismatched(self, mode, hidden_states, llm_inputs, uncond) -> None:
-        mismatched = self.accelerator.unwrap_model(self.model).mismatched_lail_losses(hidden_states, **llm_inputs)
+        mismatched = self._lail_model().mismatched_lail_losses(hidden_states, **llm_inputs)
         if mismatched is not None:
             for layer, value in zip(self.tapped_layers, (uncond - mismatched).float().cpu()):
                 self.record(f"lail_prefix_info_mismatched_layer_{layer}", value.item(), mode)
 
     def _record(self, mode, lail_losses, alpha, uncond=None) -> None:
-        # s2s_loss (and ctc_loss) are recorded by LineRecognitionTrainer.recognition_loss.
+        # The recognition loss's components (s2s_loss, ctc_loss, ...) are recorded by the recognizer's trainer.
         if lail_losses is not None:
             values = lail_losses.detach().float().cpu()
             uncond = None if uncond is None else uncond.float().item()
@@ -170,3 +183,11 @@ class LailTrainer(LineRecognitionTrainer):
                 self._record("eval", unwrapped.lail_losses(hidden, **llm_inputs), self.alpha(), uncond)
                 self._record_mismatched("eval", hidden, llm_inputs, uncond)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+
+
+class LailTrainer(LailTraining, LineRecognitionTrainer):
+    """LAIL on a TrOCR (``LailVisionEncoderDecoderModel``)."""
+
+
+class CtcLailTrainer(LailTraining, CtcLineTrainer):
+    """LAIL on a pure CTC recognizer (``ctc_modeling.LailCtcRecognizer``)."""

@@ -25,6 +25,8 @@ from .trainer import LineRecognitionTrainer
 
 
 class CtcLineTrainer(LineRecognitionTrainer):
+    recognition_term = "ctc"
+
     def count_items(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.tensor(labels.shape[0], device=labels.device)
 
@@ -38,16 +40,14 @@ class CtcLineTrainer(LineRecognitionTrainer):
             count = self.accelerator.gather(count).sum()
         return count
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def recognition_step(self, model, inputs, num_items_in_batch=None, **model_inputs):
         labels = inputs["labels"]
-        outputs = model(pixel_values=inputs["pixel_values"], labels=labels)
+        outputs = model(pixel_values=inputs["pixel_values"], labels=labels, **model_inputs)
         self.record("ctc_loss", outputs.ctc_loss.detach())
         if outputs.aux_loss is not None:
             self.record("aux_ctc_loss", outputs.aux_loss.detach())
         # The model's loss is per line of this micro-batch; back to a sum, then per line of the whole step.
-        loss = self._per_item(outputs.loss * labels.shape[0], labels, num_items_in_batch)
-        self.check_finite(model, ctc=loss)
-        return (loss, outputs) if return_outputs else loss
+        return self._per_item(outputs.loss * labels.shape[0], labels, num_items_in_batch), outputs
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         """``(loss, greedy line ids, reference code points)``; the eval loss is the main head's alone (eval mode

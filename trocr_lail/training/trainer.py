@@ -42,6 +42,8 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in
 
 
 class LineRecognitionTrainer(Seq2SeqTrainer):
+    recognition_term = "s2s"  # the recognition loss's name in non-finite reports
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # We consume num_items_in_batch in compute_loss, so Trainer must count tokens and not divide by the
@@ -66,10 +68,15 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
         return getattr(self.args, "ctc_weight", 0.0) or 0.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
-        loss = self.recognition_loss(outputs, inputs["labels"], num_items_in_batch)
-        self.check_finite(model, s2s=loss)
+        loss, outputs = self.recognition_step(model, inputs, num_items_in_batch)
+        self.check_finite(model, **{self.recognition_term: loss})
         return (loss, outputs) if return_outputs else loss
+
+    def recognition_step(self, model, inputs, num_items_in_batch=None, **model_inputs):
+        """``(recognition loss, outputs)`` of one micro-batch; ``model_inputs`` go to the model as well (LAIL's
+        LLM inputs), so LAIL adds its term to whatever loss the recognizer trains with."""
+        outputs = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"], **model_inputs)
+        return self.recognition_loss(outputs, inputs["labels"], num_items_in_batch), outputs
 
     def create_optimizer(self, model=None):
         if getattr(self.args, "optim_muon", False) and self.optimizer is None:
@@ -87,6 +94,14 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
 
             steps = self.args.get_warmup_steps(num_training_steps)
             self.lr_scheduler = fairseq_inverse_sqrt(optimizer or self.optimizer, steps, init)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        milestones = getattr(self.args, "lr_step_milestones", None)
+        if milestones and self.lr_scheduler is None:
+            from .schedules import step_decay
+
+            self.lr_scheduler = step_decay(optimizer or self.optimizer, num_training_steps, milestones,
+                                           self.args.lr_step_gamma)
             self._created_lr_scheduler = True
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)

@@ -30,6 +30,10 @@ PRESETS = {
     "crnn": {},  # the defaults: the paper era
     "crnn-2024": {"stem_stride": [4, 2], "cnn_blocks": [[2, 64], POOL, [3, 128], POOL, [2, 256]],
                   "head_dropout": 0.5, "shortcut_dropout": 0.5},
+    # recipes/crnn/quickstart.yaml: the paper era's layout (stem, ResNet stages, pools, column max-pool, 3-layer
+    # BiLSTM, shortcut) at a CPU size: 32x512 input, stem stride (2, 1) so that 512 columns still give 128 frames.
+    "crnn-quickstart": {"image_height": 32, "image_width": 512, "stem_channels": 8, "stem_stride": [2, 1],
+                        "cnn_blocks": [[1, 16], POOL, [1, 32], POOL, [1, 64]], "lstm_hidden_size": 64},
 }
 
 
@@ -66,6 +70,11 @@ class CrnnConfig(PretrainedConfig):
     def cnn_channels(self) -> int:
         """Channels of the pooled CNN output: the sequence the BiLSTM and the shortcut read."""
         return [block for block in self.cnn_blocks if block != POOL][-1][1]
+
+    @property
+    def hidden_state_sizes(self) -> list[int]:
+        """Width of each ``hidden_states`` entry (the LAIL taps): the pooled CNN output, then each BiLSTM layer's."""
+        return [self.cnn_channels] + [2 * self.lstm_hidden_size] * self.lstm_layers
 
     @property
     def width_stride(self) -> int:

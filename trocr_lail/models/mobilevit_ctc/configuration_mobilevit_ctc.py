@@ -29,7 +29,13 @@ BACKBONE_KEYS = ("num_channels", "image_size", "patch_size", "hidden_sizes", "ne
                  "layer_norm_eps", "qkv_bias")
 OUTPUT_STRIDE = 8
 
-PRESETS = {"mobilevit-ctc": {}}  # the defaults: mobilevit-small's architecture at output stride 8
+PRESETS = {
+    "mobilevit-ctc": {},  # the defaults: mobilevit-small's architecture at output stride 8
+    # recipes/mobilevit/quickstart.yaml: mobilevit-xx-small's layout at half its widths, 32x768 input (96 frames).
+    "mobilevit-ctc-quickstart": {"image_height": 32, "image_width": 768, "mobilevit": MobileViTConfig(
+        hidden_sizes=[32, 40, 48], neck_hidden_sizes=[8, 8, 16, 24, 32, 40, 160], expand_ratio=2.0,
+        output_stride=OUTPUT_STRIDE).to_dict()},
+}
 
 
 def backbone_values(config: MobileViTConfig | dict, **overrides) -> dict:
@@ -60,6 +66,13 @@ class MobileVitCtcConfig(PretrainedConfig):
 
     def backbone_config(self) -> MobileViTConfig:
         return MobileViTConfig(**self.mobilevit)
+
+    @property
+    def hidden_state_sizes(self) -> list[int]:
+        """Width of each ``hidden_states`` entry (the LAIL taps): stages 1-5 (MobileViT's ``neck_hidden_sizes``
+        after the stem's), then the expanded map the head reads."""
+        necks = self.mobilevit["neck_hidden_sizes"]
+        return list(necks[1:6]) + [necks[-1]]
 
     @property
     def width_stride(self) -> int:
