@@ -124,9 +124,6 @@ def test_export_command_writes_a_checkpoint_as_its_inference_model(crnn_run, tmp
     assert trocr_lail.cli.main(["export", str(out / "checkpoint-2"), str(tmp_path / "export")]) == 0
     model = ctc_families.load_ctc_model(str(tmp_path / "export"))
     assert model.shortcut is None and model.config.charset == json.loads((out / "config.json").read_text())["charset"]
-    with pytest.raises(ValueError, match="CTC recognizer: its ONNX export is not implemented yet"):
-        trocr_lail.cli.run_export(type("Args", (), {"checkpoint": str(out), "output": str(tmp_path / "onnx"),
-                                                    "onnx": True})())
 
 
 def test_mobilevit_ctc_trains_and_exports(slim, line_folder, tmp_path):

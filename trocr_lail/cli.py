@@ -212,7 +212,8 @@ def add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_length", type=int, default=None, help="Max length to store (default: checkpoint's).")
     parser.add_argument("--onnx", action="store_true",
                         help="Write an ONNX model (encoder, decoder, decoder with past) for ONNX Runtime / optimum's "
-                             "ORTModelForVision2Seq. Needs `pip install 'trocr-lail[onnx]'` (transformers 4.57.x).")
+                             "ORTModelForVision2Seq. Needs `pip install 'trocr-lail[onnx]'` (transformers 4.57.x). "
+                             "A CTC recognizer: one graph, pixel_values -> logits (model.onnx; needs onnx).")
     parser.set_defaults(run=run_export)
 
 
@@ -221,7 +222,7 @@ def run_export(args) -> int:
 
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
-    from .hub.export import export_model, export_onnx, onnx_exporter
+    from .hub.export import ctc_onnx_exporter, export_model, export_onnx, onnx_exporter
     from .models.ctc_families import is_saved_ctc_model, load_ctc_model, load_ctc_processor
     from .models.loading import set_special_tokens
 
@@ -229,9 +230,14 @@ def run_export(args) -> int:
     processor_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
     if is_saved_ctc_model(str(checkpoint)):
         if args.onnx:
-            raise ValueError(f"{checkpoint} is a CTC recognizer: its ONNX export is not implemented yet")
+            ctc_onnx_exporter()  # missing onnx: say so before loading anything
         model = load_ctc_model(str(checkpoint), use_safetensors=True)
-        print(f"exported CTC recognizer to {export_model(model, load_ctc_processor(processor_dir), args.output)}")
+        processor = load_ctc_processor(processor_dir)
+        if not args.onnx:
+            print(f"exported CTC recognizer to {export_model(model, processor, args.output)}")
+            return 0
+        with tempfile.TemporaryDirectory() as plain_dir:
+            print(f"exported ONNX model to {export_onnx(export_model(model, processor, plain_dir), args.output)}")
         return 0
     if args.onnx:
         onnx_exporter()  # missing optimum: say so before loading anything

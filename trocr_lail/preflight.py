@@ -123,9 +123,6 @@ def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, pe
     if data_args.augment == "da2":
         problems.append(f"augment = 'da2': ends with the TrOCR paper's resize to a fixed input size, which would "
                         f"squash the lines {name} reads at their own width (use light or none)")
-    if training_args.push_to_hub:
-        problems.append(f"push_to_hub: true: the Hub card and pipeline file of CTC recognizers ({name}) are not "
-                        "written yet (set push_to_hub: false; <output_dir>/export loads with from_pretrained)")
     if peft_args is not None and peft_args.use_peft:
         problems.append(f"use_peft: true: {name} is a CTC recognizer, trained in full (set use_peft: false)")
     return problems

@@ -1,5 +1,5 @@
-"""Evaluate a model on one dataset split: batched reading (the same code as ``predict``), corpus CER/WER, how
-the line confidences track correctness (``confidence.py``; optionally with a temperature fitted on another split),
+"""Evaluate a model on one dataset split (TrOCR or CTC recognizer): batched reading (the same code as
+``predict``), corpus CER/WER, how the line confidences track correctness (``confidence.py``; optionally with a temperature fitted on another split),
 a Markdown + HTML report and a JSON file of the metrics."""
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def evaluate_model(reader: LineReader, data_args: DataArguments, split: str, rep
     if fitted:
         fitted["confidence_ece_at_temperature"] = expected_calibration_error(
             [line["conf_at"][0] for line in scored], [p == r for p, r in zip(predictions, references)])
-    beams = generate_kwargs.get("num_beams") or reader.model.generation_config.num_beams or 1
+    # A CTC recognizer has no generation config: its best path is what one beam is to a decoder.
+    beams = 1 if reader.ctc else generate_kwargs.get("num_beams") or reader.model.generation_config.num_beams or 1
     metrics = {"cer": cer(references, predictions), "wer": wer(references, predictions), "lines": len(references),
                "split": split, "num_beams": beams, "lines_per_second": len(references) / seconds,
                **calibration(confidences, references, predictions), **fitted}

@@ -1,9 +1,12 @@
 """Model card: the facts of a run (sanitised: Hub ids only, never local paths, user names or tokens) rendered
-from ``hub_cards/model_card.md`` with huggingface_hub's ModelCard tooling, and an offline validity check."""
+from ``hub_cards/model_card.md`` (TrOCR) or ``hub_cards/ctc_model_card.md`` (the CTC recognizers, whose
+architecture facts come from the export's ``config.json`` and weights: :func:`ctc_facts`) with huggingface_hub's
+ModelCard tooling, and an offline validity check."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 from dataclasses import asdict
 from importlib import resources
@@ -18,6 +21,8 @@ LAIL_CITATION = """@article{altinok2025lail,
   year    = {2025}
 }"""
 PIPELINE_TAG = "image-to-text"
+BATCH_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # saved with the weights, not trained
+CTC_FAMILIES = {"crnn": "CNN-BiLSTM-CTC", "mobilevit_ctc": "MobileViT-CTC"}  # config.json model_type -> name
 # Licenses of base checkpoints we know (prefix of the Hub id -> the Hub's license id); a fine-tune inherits them.
 KNOWN_LICENSES = {"microsoft/trocr-": "mit"}
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")  # the Hub's license ids: mit, apache-2.0, cc-by-4.0, other, ...
@@ -64,9 +69,14 @@ def resolve_license(hub_license: str | None, model_name_or_path: str | None) -> 
 def run_facts(model_args, data_args, training_args, lail_args, test_metrics: dict | None = None,
               global_step: int | None = None, peft_args=None) -> dict:
     """What the card says about a run, as JSON-serialisable values with no local paths in them."""
+    from ..models.ctc_families import is_ctc_shape
+
     base = public_id(model_args.model_name_or_path)
     if model_args.model_name_or_path == "tiny":
         base_description = "a tiny TrOCR-shaped model built from config (random initialisation, character tokenizer)"
+    elif is_ctc_shape(model_args.model_name_or_path):
+        base_description = (f"the `{model_args.model_name_or_path}` configuration, trained from scratch (random "
+                            "initialisation, character vocabulary from the training texts)")
     else:
         base_description = f"[{base}](https://huggingface.co/{base})" if base else "a local checkpoint"
     dataset = public_id(data_args.dataset_name)
@@ -121,6 +131,46 @@ def lail_training_settings(lail_args) -> dict:
     return settings
 
 
+def ctc_facts(export_dir: str | Path) -> dict | None:
+    """What the card says about a CTC recognizer's export (None for a TrOCR export): its family, architecture,
+    input, character vocabulary and parameter count (from the weights' shapes; nothing is loaded)."""
+    from safetensors import safe_open
+
+    export_dir = Path(export_dir)
+    config = json.loads((export_dir / "config.json").read_text())
+    family = CTC_FAMILIES.get(config.get("model_type"))
+    if family is None:
+        return None
+    with safe_open(str(export_dir / "model.safetensors"), "pt") as weights:
+        parameters = sum(_numel(weights.get_slice(key).get_shape()) for key in weights.keys()
+                         if not key.endswith(BATCH_NORM_BUFFERS))
+    if config["model_type"] == "crnn":
+        stages = ", ".join("max-pool" if block == "M" else f"{block[0]} x {block[1]} channels"
+                           for block in config["cnn_blocks"])
+        architecture = (f"{config['stem_kernel']}x{config['stem_kernel']} stem convolution (stride "
+                        f"{tuple(config['stem_stride'])}), ResNet basic blocks ({stages}), column max-pool over "
+                        f"the height, {config['lstm_layers']}-layer BiLSTM (hidden {config['lstm_hidden_size']} per "
+                        "direction), linear CTC head")
+        stride = config["stem_stride"][1] * 2 ** config["cnn_blocks"].count("M")
+    else:
+        backbone = config["mobilevit"]
+        architecture = (f"MobileViT encoder (hidden sizes {backbone['hidden_sizes']}, output stride "
+                        f"{backbone['output_stride']}), max-pool over the height, linear CTC head")
+        stride = backbone["output_stride"]
+    return {"family": family, "model_type": config["model_type"], "architecture": architecture,
+            "parameters": parameters, "charset_size": len(config["charset"]),
+            "image_size": f"{config['image_height']} x {config['image_width']}",
+            "frames": config["image_width"] // stride,
+            "pretrained_backbone": public_id(config.get("pretrained_backbone"))}
+
+
+def _numel(shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
 def _alpha_schedule(args) -> str:
     schedule = args.lail_alpha_schedule
     if schedule == "linear_warmup":
@@ -151,7 +201,9 @@ def render_card(facts: dict, repo_id: str | None, lail_sidecar: bool = False):
                                    **common),
                         EvalResult(metric_type="wer", metric_name="Test WER", metric_value=facts["test_wer"],
                                    **common)]
-    tags = ["trocr", "handwriting-recognition", "ocr", "vision-encoder-decoder", "trocr-lail"]
+    ctc = facts.get("ctc")
+    tags = (["ctc", ctc["model_type"], "handwriting-recognition", "ocr", "trocr-lail"] if ctc
+            else ["trocr", "handwriting-recognition", "ocr", "vision-encoder-decoder", "trocr-lail"])
     data = ModelCardData(
         model_name=name, license=facts.get("license"), base_model=facts["base_model"],
         datasets=[facts["dataset"]] if facts["dataset"] else None,
@@ -159,7 +211,8 @@ def render_card(facts: dict, repo_id: str | None, lail_sidecar: bool = False):
         tags=tags + (["lail"] if facts["lail"] else []), eval_results=eval_results,
     )
     return ModelCard.from_template(
-        data, template_path=str(template_path()), model_name=name, repo_id=repo_id, lail_sidecar=lail_sidecar,
+        data, template_path=str(template_path("ctc_model_card.md" if ctc else "model_card.md")), model_name=name,
+        repo_id=repo_id, lail_sidecar=lail_sidecar,
         lail_citation=LAIL_CITATION, transformers_version=transformers.__version__,
         trocr_lail_version=_version(), language_note=_language_note(facts),
         **{"test_cer": None, "test_wer": None, **facts},

@@ -4,8 +4,9 @@
 
 A CTC recognizer (``models/ctc_families.py``) exports as its inference model (weights, config with its
 character vocabulary, processor), which ``AutoModelForCTC`` / ``TrOCRProcessor.from_pretrained`` read in a process
-that has called ``ctc_families.register_auto_classes`` (``trocr-lail predict`` does), with no remote code. Its
-custom pipeline file is not written yet."""
+that has called ``ctc_families.register_auto_classes`` (``trocr-lail predict`` does), with no remote code; with
+``trust_remote_code=True``, transformers alone reads it from the model code the export carries
+(``remote_code.py``), and ``pipeline("image-to-text", ...)`` from the same ``trocr_pipeline.py``."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import GenerationConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
 from ..inference import pipeline
 from ..models.adapters import merged
-from ..models.ctc_families import is_ctc_recognizer
+from ..models.ctc_families import is_ctc_recognizer, is_saved_ctc_model, load_ctc_model
+from .remote_code import name_image_processor, write_remote_code
 
 TRAINING_ONLY_CONFIG_KEYS = ("lail", "ctc")
 ONNX_TASK = "image-to-text-with-past"  # encoder, decoder and decoder-with-past graphs: fast greedy and beam search
+CTC_ONNX_FILE = "model.onnx"
+CTC_ONNX_OPSET = 17
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json")
 
@@ -61,13 +66,19 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
 
 def export_ctc_model(model, processor, export_dir: str | Path) -> Path:
     """``model`` without its training-only parts (the CRNN's CTC shortcut: weights and ``shortcut_weight``), which
-    change neither its predictions nor its eval loss; the training model itself is left as it is."""
+    change neither its predictions nor its eval loss; the training model itself is left as it is. The folder also
+    gets the model's code and the pipeline file, named in ``config.json`` (``auto_map``, ``custom_pipelines``)."""
     export_dir = Path(export_dir)
     inference = copy.deepcopy(model)
     if hasattr(inference, "drop_shortcut"):
         inference.drop_shortcut()
+    export_dir.mkdir(parents=True, exist_ok=True)
+    inference.config.auto_map = write_remote_code(inference, export_dir)
+    inference.config.custom_pipelines = pipeline.custom_pipelines_entry("AutoModelForCTC")
     inference.save_pretrained(export_dir, safe_serialization=True)
+    shutil.copyfile(pipeline.__file__, export_dir / pipeline.EXPORT_FILE)
     save_processor(processor, export_dir)
+    name_image_processor(export_dir)
     return export_dir
 
 
@@ -97,13 +108,27 @@ def onnx_exporter():
     return main_export
 
 
+def ctc_onnx_exporter():
+    """``torch.onnx.export``, once the ``onnx`` package it writes with is there, or an ImportError that says what to
+    install (any transformers version: optimum is not used for the CTC recognizers)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("ONNX export of a CTC recognizer needs the onnx package: pip install onnx (or "
+                          "'trocr-lail[onnx]'); onnxruntime runs the result") from None
+    return torch.onnx.export
+
+
 def export_onnx(model_dir: str | Path, onnx_dir: str | Path) -> Path:
     """Convert the exported model in ``model_dir`` to ONNX in ``onnx_dir`` with optimum (``pip install
     'trocr-lail[onnx]'``), with the processor files next to it, for ``optimum.onnxruntime.ORTModelForVision2Seq``.
+    A CTC recognizer goes to :func:`export_ctc_onnx` instead.
 
     optimum writes the processor only when it can load it, and loading the image processor needs Pillow, which
     ``optimum-onnx[onnxruntime]`` does not install: without it the export succeeds and silently leaves out
     ``preprocessor_config.json``. So the processor files are copied from ``model_dir`` and checked here."""
+    if is_saved_ctc_model(str(model_dir)):
+        return export_ctc_onnx(model_dir, onnx_dir)
     main_export = onnx_exporter()
     model_dir, onnx_dir = Path(model_dir), Path(onnx_dir)
     main_export(str(model_dir), output=str(onnx_dir), task=ONNX_TASK, device="cpu", trust_remote_code=False)
@@ -114,4 +139,39 @@ def export_onnx(model_dir: str | Path, onnx_dir: str | Path) -> Path:
                                  "decoder_model.onnx") if not (onnx_dir / name).is_file()]
     if missing:
         raise RuntimeError(f"ONNX export to {onnx_dir} is incomplete: {missing} missing")
+    return onnx_dir
+
+
+class _Logits(torch.nn.Module):
+    """The recognizer's forward as ``pixel_values -> logits``: the one graph a CTC recognizer needs (eval mode: no
+    shortcut, no dropout), which ONNX Runtime runs and a best-path decoder reads."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values, return_dict=True).logits
+
+
+def export_ctc_onnx(model_dir: str | Path, onnx_dir: str | Path) -> Path:
+    """The CTC recognizer exported in ``model_dir`` as ``onnx_dir/model.onnx`` (input ``pixel_values`` ``(batch,
+    1, image_height, image_width)`` as the processor writes it, output ``logits`` ``(batch, frames, vocab)``, blank
+    id 0; the batch size is free), with the processor files and ``config.json`` (its characters) next to it. Decode
+    the logits by best path: argmax per frame, repeats collapsed, blanks and the outer spaces dropped
+    (``models.ctc_recognizer.line_ids``). TorchScript-based ``torch.onnx.export`` (``dynamo=False``): the dynamo
+    exporter would need onnxscript on top of onnx."""
+    export = ctc_onnx_exporter()
+    model_dir, onnx_dir = Path(model_dir), Path(onnx_dir)
+    model = load_ctc_model(str(model_dir), use_safetensors=True, trust_remote_code=False).eval()
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    # Batch 2 while tracing, so that nothing batch-sized can be baked into the graph as a constant 1.
+    sample = torch.zeros(2, 1, model.config.image_height, model.config.image_width)
+    with torch.no_grad():
+        export(_Logits(model), (sample,), str(onnx_dir / CTC_ONNX_FILE), dynamo=False,
+               input_names=["pixel_values"], output_names=["logits"], opset_version=CTC_ONNX_OPSET,
+               dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    for name in ("config.json", *PROCESSOR_FILES):
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, onnx_dir / name)
     return onnx_dir

@@ -14,7 +14,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from .card import lail_training_settings, render_card, resolve_license, run_facts, template_path, validate_card
+from .card import (ctc_facts, lail_training_settings, render_card, resolve_license, run_facts, template_path,
+                   validate_card)
 
 logger = logging.getLogger("trocr_lail")
 
@@ -67,8 +68,9 @@ def prepare_upload(output_dir: str | Path, repo_id: str | None, dest: str | Path
                    lail_sidecar: bool = True, export_dir: str | Path | None = None,
                    license_id: str | None = None) -> Path:
     """Write exactly what would be uploaded into ``dest`` (default ``<output_dir>/hub_upload``): the files of
-    ``<output_dir>/export`` (model, processor, ``trocr_pipeline.py``), ``README.md`` (the card) and, for LAIL runs
-    with ``lail_sidecar``, ``lail/``. ``license_id`` overrides the run's recorded license; with neither, refused."""
+    ``<output_dir>/export`` (model, processor, ``trocr_pipeline.py``, a CTC recognizer's model code), ``README.md``
+    (the card) and, for LAIL runs with ``lail_sidecar``, ``lail/``. ``license_id`` overrides the run's recorded
+    license; with neither, refused."""
     output_dir = Path(output_dir)
     export_dir = Path(export_dir) if export_dir else output_dir / "export"
     if not (export_dir / "config.json").is_file():
@@ -76,6 +78,7 @@ def prepare_upload(output_dir: str | Path, repo_id: str | None, dest: str | Path
     facts_path = output_dir / FACTS_FILE
     facts = json.loads(facts_path.read_text()) if facts_path.is_file() else _facts_from_export(export_dir)
     facts["license"] = resolve_license(license_id, None) or facts.get("license")
+    facts["ctc"] = ctc_facts(export_dir)
     if not facts["license"]:
         raise ValueError(f"Publishing {export_dir} {NO_LICENSE} (trocr-lail push --license ID)")
     dest = Path(dest) if dest else output_dir / UPLOAD_DIR
@@ -146,7 +149,8 @@ def _write_sidecar(output_dir: Path, dest: Path, repo_id: str | None, facts: dic
 
 def _facts_from_export(export_dir: Path) -> dict:
     """Card facts for an export with no run record (``trocr-lail export`` of an arbitrary checkpoint)."""
-    generation = json.loads((export_dir / "generation_config.json").read_text())
+    generation_file = export_dir / "generation_config.json"  # a CTC recognizer has none
+    generation = json.loads(generation_file.read_text()) if generation_file.is_file() else {}
     return {"base_model": None, "base_description": "a checkpoint not recorded by trocr-lail", "dataset": None,
             "dataset_description": "not recorded", "num_beams": generation.get("num_beams", 1),
             "max_length": generation.get("max_length"), "hyperparameters": {}, "lail": None, "license": None}

@@ -1,4 +1,4 @@
-"""An ``image-to-text`` pipeline for TrOCR line models, for transformers 4.57.x and 5.x alike.
+"""An ``image-to-text`` pipeline for TrOCR and CTC line models, for transformers 4.57.x and 5.x alike.
 
 transformers 5.x removed the ``image-to-text`` task. Every model that trocr-lail exports carries this file as
 ``trocr_pipeline.py`` and names it in ``config.json`` under ``custom_pipelines`` (the Hub's custom-pipeline
@@ -12,7 +12,10 @@ mechanism), so that, with transformers alone::
 
 It reads like ``trocr_lail.inference.reader.LineReader`` (``trocr-lail predict``): EXIF orientation applied,
 transparency put on white paper, 16-bit grey scaled to 8 bits (as training decodes it), the model's generation config
-unless overridden.
+unless overridden. A CTC recognizer's export (CRNN, MobileViT-CTC) carries its model code too (``auto_map``), which
+the same ``trust_remote_code=True`` loads; it is read in one forward pass and decoded, with its confidences, by the
+model's own ``best_path`` (``models/ctc_recognizer.py`` in trocr-lail, copied into the export), so that this file
+holds no second copy of the decoding.
 ``import trocr_lail`` registers the same class locally as the ``trocr-image-to-text`` task (no remote code).
 
 This file is copied into exported models: it may import only the standard library, PIL and transformers
@@ -119,12 +122,13 @@ def describe_line(tokenizer, tokens, logprobs, keep) -> dict:
 
 
 class TrOCRLinePipeline(Pipeline):
-    """Reads one text line per image with a ``VisionEncoderDecoderModel`` (TrOCR); returns
-    ``[{"generated_text": ...}]`` per image, like transformers 4.57's ``ImageToTextPipeline``. Generation keyword
-    arguments (``num_beams=4``, ``max_new_tokens=...``, or ``generate_kwargs={...}``) override the model's
-    generation config. With ``return_confidence=True`` each record also has ``conf``, ``tokens``, ``token_conf``
-    and ``char_conf`` (see :func:`describe_line`), at ``confidence_temperature`` (default 1), as ``trocr-lail
-    predict --confidence`` writes them."""
+    """Reads one text line per image with a ``VisionEncoderDecoderModel`` (TrOCR) or a CTC recognizer (a model
+    with ``best_path``); returns ``[{"generated_text": ...}]`` per image, like transformers 4.57's
+    ``ImageToTextPipeline``. Generation keyword arguments (``num_beams=4``, ``max_new_tokens=...``, or
+    ``generate_kwargs={...}``) override a TrOCR model's generation config; a CTC recognizer refuses them (it does
+    not generate). With ``return_confidence=True`` each record also has ``conf``, ``tokens``, ``token_conf`` and
+    ``char_conf`` (see :func:`describe_line`), at ``confidence_temperature`` (default 1), as ``trocr-lail predict
+    --confidence`` writes them."""
 
     _load_processor = False
     _load_image_processor = True
@@ -147,6 +151,8 @@ class TrOCRLinePipeline(Pipeline):
         return {"pixel_values": pixels.to(self.model.dtype)}
 
     def _forward(self, model_inputs, confidence_temperature=None, **generate_kwargs):  # in inference mode, on device
+        if callable(getattr(self.model, "best_path", None)):
+            return self._forward_ctc(model_inputs["pixel_values"], confidence_temperature, generate_kwargs)
         if confidence_temperature is None:
             return {"ids": self.model.generate(model_inputs["pixel_values"], **generate_kwargs)}
         out = self.model.generate(model_inputs["pixel_values"], output_scores=True, return_dict_in_generate=True,
@@ -154,6 +160,18 @@ class TrOCRLinePipeline(Pipeline):
         tokens, logprobs, keep = chosen_token_logprobs(out, self.model.generation_config.eos_token_id,
                                                        (confidence_temperature,))
         return {"ids": out.sequences, "tokens": tokens, "logprobs": logprobs[0], "keep": keep}
+
+    def _forward_ctc(self, pixel_values, confidence_temperature, generate_kwargs):
+        if generate_kwargs:
+            raise ValueError(f"{', '.join(sorted(generate_kwargs))}: a CTC recognizer reads each line in one pass "
+                             "(best path); there is no generation to configure")
+        tokens, logprobs, keep = self.model.best_path(self.model(pixel_values=pixel_values).logits,
+                                                      (confidence_temperature or 1.0,))
+        # Tensors, not lists: the pipeline splits a batch's outputs row by row only for tensors. The padding is the
+        # blank, the tokenizer's padding token, which decoding skips.
+        if confidence_temperature is None:
+            return {"ids": tokens}
+        return {"ids": tokens, "tokens": tokens, "logprobs": logprobs[0], "keep": keep}
 
     def postprocess(self, model_outputs):
         if "logprobs" not in model_outputs:
@@ -164,17 +182,21 @@ class TrOCRLinePipeline(Pipeline):
         return [{"generated_text": line.pop("text"), **line} for line in lines]
 
 
-def custom_pipelines_entry() -> dict:
-    """What ``config.json`` needs under ``custom_pipelines`` to load this file for the ``image-to-text`` task."""
-    return {TASK: {"impl": f"{EXPORT_FILE.removesuffix('.py')}.{CLASS_NAME}", "pt": ["VisionEncoderDecoderModel"],
-                   "type": "image"}}
+def custom_pipelines_entry(model_class: str = "VisionEncoderDecoderModel") -> dict:
+    """What ``config.json`` needs under ``custom_pipelines`` to load this file for the ``image-to-text`` task, with
+    ``model_class`` (a transformers class name: ``AutoModelForCTC`` for the CTC recognizers) loading the model."""
+    return {TASK: {"impl": f"{EXPORT_FILE.removesuffix('.py')}.{CLASS_NAME}", "pt": [model_class], "type": "image"}}
 
 
 def register() -> None:
-    """Register the pipeline in this process as ``trocr-image-to-text`` (our code, so no trust_remote_code)."""
-    from transformers import VisionEncoderDecoderModel
+    """Register the pipeline in this process as ``trocr-image-to-text`` (our code, so no trust_remote_code). It
+    loads a CTC recognizer's export too once its family is registered with ``AutoModelForCTC``
+    (``trocr_lail.models.ctc_families.register_auto_classes``)."""
+    from transformers import AutoModelForCTC, VisionEncoderDecoderModel
     from transformers.pipelines import PIPELINE_REGISTRY
 
     if LOCAL_TASK not in PIPELINE_REGISTRY.supported_tasks:
+        # AutoModelForCTC first: it refuses a TrOCR config, where VisionEncoderDecoderModel would build a random
+        # model around a CTC recognizer's config rather than fail.
         PIPELINE_REGISTRY.register_pipeline(LOCAL_TASK, pipeline_class=TrOCRLinePipeline,
-                                            pt_model=VisionEncoderDecoderModel, type="image")
+                                            pt_model=(AutoModelForCTC, VisionEncoderDecoderModel), type="image")

@@ -6,7 +6,8 @@ has. Same image loading (EXIF orientation, RGB), same processor, same generation
 text, but the batch is preprocessed in one processor call instead of one call per image.
 
 It reads the CTC recognizers' exports too (``models/ctc_families.py``): one forward pass and the best path, as
-their training evaluation decodes (``models.ctc_recognizer.line_ids``). Confidences for them are not there yet.
+their training evaluation decodes (``models.ctc_recognizer.line_ids``); their confidences come from the best path's
+frame probabilities (``models.ctc_recognizer.best_path_scores``).
 """
 
 from __future__ import annotations
@@ -115,15 +116,22 @@ class LineReader:
         if bar is not None:
             bar.close()
 
+    def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=images, return_tensors="pt").pixel_values.to(self.device, self.model.dtype)
+
+    @staticmethod
+    def _refuse_generation(generate_kwargs: dict) -> None:
+        if generate_kwargs:
+            raise ValueError(f"{', '.join(sorted(generate_kwargs))}: a CTC recognizer reads each line in one pass "
+                             "(best path); there is no generation to configure")
+
     @torch.inference_mode()
     def read_loaded(self, images: list[Image.Image], **generate_kwargs) -> list[str]:
-        pixels = self.processor(images=images, return_tensors="pt").pixel_values.to(self.device, self.model.dtype)
+        pixels = self._pixels(images)
         if self.ctc:
             from ..models.ctc_recognizer import line_ids
 
-            if generate_kwargs:
-                raise ValueError(f"{', '.join(sorted(generate_kwargs))}: a CTC recognizer reads each line in one "
-                                 "pass (best path); there is no generation to configure")
+            self._refuse_generation(generate_kwargs)
             return self.processor.batch_decode(line_ids(self.model(pixels).logits, self.model.config.charset),
                                                skip_special_tokens=True)
         ids = self.model.generate(pixels, **generate_kwargs)
@@ -136,19 +144,21 @@ class LineReader:
         ``conf`` (the geometric mean of the probabilities of the generated tokens, EOS included, padding after it
         not, each under the distribution generation chose it from: after its logits processors, with beams the
         final beam's, divided by ``confidence_temperature``), ``tokens``, ``token_conf`` and ``char_conf``. With
-        ``temperatures``, also ``conf_at``: the line confidence at each of them (for fitting one)."""
+        ``temperatures``, also ``conf_at``: the line confidence at each of them (for fitting one). A CTC
+        recognizer's tokens are its best path's characters, scored by their frames (the model's ``best_path``)."""
+        pixels = self._pixels(images)
+        temperatures = (confidence_temperature, *temperatures)
         if self.ctc:
-            raise NotImplementedError("line confidences (predict --confidence, evaluate) are not implemented for CTC "
-                                      "recognizers yet; predict without --confidence reads them")
-        pixels = self.processor(images=images, return_tensors="pt").pixel_values
-        out = self.model.generate(pixels.to(self.device, self.model.dtype), output_scores=True,
-                                  return_dict_in_generate=True, **generate_kwargs)
-        tokens, logprobs, keep = chosen_token_logprobs(out, self.model.generation_config.eos_token_id,
-                                                       (confidence_temperature, *temperatures))
+            self._refuse_generation(generate_kwargs)
+            tokens, logprobs, keep = self.model.best_path(self.model(pixels).logits, temperatures)
+        else:
+            out = self.model.generate(pixels, output_scores=True, return_dict_in_generate=True, **generate_kwargs)
+            tokens, logprobs, keep = chosen_token_logprobs(out, self.model.generation_config.eos_token_id,
+                                                           temperatures)
         lines = []
         for row in range(len(tokens)):
             lines.append(describe_line(self.processor.tokenizer, tokens[row], logprobs[0, row], keep[row]))
-            if temperatures:
+            if len(temperatures) > 1:
                 lines[-1]["conf_at"] = [line_confidence(at[row], keep[row]) for at in logprobs[1:]]
         return lines
 

@@ -37,15 +37,23 @@ def ctc_loss_sum(ctc_logits: torch.Tensor, labels: torch.Tensor, blank_id: int,
                       zero_infinity=True)
 
 
-def ctc_greedy_decode(ctc_logits: torch.Tensor, blank_id: int) -> list[list[int]]:
-    """Best-path decoding of ``(batch, frames, vocab)`` logits: the most likely token per frame, repeats collapsed,
-    blanks dropped (a blank between two equal tokens keeps both)."""
+def ctc_greedy_runs(ctc_logits: torch.Tensor, blank_id: int) -> list[list[tuple[int, int, int]]]:
+    """Best-path decoding of ``(batch, frames, vocab)`` logits as runs: per line, ``(token, first frame, end
+    frame)`` for each token the best path emits (the most likely token per frame, repeats collapsed, blanks
+    dropped; a blank between two equal tokens keeps both). The frames are what confidences are read from."""
     decoded = []
     for row in ctc_logits.argmax(dim=-1).tolist():
-        out, previous = [], None
-        for token in row:
-            if token != previous and token != blank_id:
-                out.append(token)
+        runs, previous = [], None
+        for frame, token in enumerate(row):
+            if token == previous != blank_id:  # the run goes on
+                runs[-1] = (token, runs[-1][1], frame + 1)
+            elif token != blank_id:
+                runs.append((token, frame, frame + 1))
             previous = token
-        decoded.append(out)
+        decoded.append(runs)
     return decoded
+
+
+def ctc_greedy_decode(ctc_logits: torch.Tensor, blank_id: int) -> list[list[int]]:
+    """Best-path decoding: the emitted tokens of :func:`ctc_greedy_runs`."""
+    return [[token for token, _, _ in runs] for runs in ctc_greedy_runs(ctc_logits, blank_id)]

@@ -4,7 +4,8 @@ that turns a feature map into a frame sequence, and the loss.
 Contract of both families' ``forward(pixel_values, labels=None, output_hidden_states=None)``:
 
 - ``logits``: ``(batch, frames, vocab)``, batch-first like transformers' ``*ForCTC`` models; id 0 is the blank.
-  Read them with :func:`line_ids` (best path, outer spaces dropped), as the reference does.
+  Read them with :func:`line_ids` (best path, outer spaces dropped), as the reference does; with confidences,
+  with the models' ``best_path`` (:class:`CtcLineReading`, :func:`best_path_scores`).
 - ``loss`` (with ``labels``, padded with -100): the CTC loss summed over the lines of the batch and divided by the
   number of lines, HTR best practices' ``CTCLoss(reduction='sum', zero_infinity=True)(...) / batch_size``. In
   training mode a model with an auxiliary CTC head adds ``weight *`` that head's loss, normalised the same way;
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from .ctc_decoding import ctc_greedy_decode, ctc_loss_sum
+from .ctc_decoding import ctc_greedy_runs, ctc_loss_sum
 from .ctc_vocab import BLANK_ID
 
 
@@ -39,7 +40,8 @@ def column_max_pool(features: torch.Tensor) -> torch.Tensor:
     """``(batch, channels, height, width)`` -> ``(batch, width, channels)``: the maximum over each column, the
     reference's ``F.max_pool2d(y, [y.size(2), 1])`` (max_pool2d, not amax, so that ties send the gradient to one
     position as there)."""
-    return F.max_pool2d(features, (features.shape[2], 1)).squeeze(2).transpose(1, 2)
+    # int(): a constant kernel when traced for ONNX (the processor fixes the height), not a symbolic size.
+    return F.max_pool2d(features, (int(features.shape[2]), 1)).squeeze(2).transpose(1, 2)
 
 
 def per_line_ctc_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -62,18 +64,67 @@ def recognizer_output(logits, labels, hidden_states, aux_logits=None, aux_weight
     return output if return_dict else output.to_tuple()
 
 
-def line_ids(logits: torch.Tensor, charset: str) -> list[list[int]]:
-    """Each line's token ids as the training evaluation and ``predict`` read them: the best path without its
-    leading and trailing spaces. The reference trains on every transcript wrapped in spaces (so does
+def line_runs(logits: torch.Tensor, charset: str) -> list[list[tuple[int, int, int]]]:
+    """Each line's best path as ``(token, first frame, end frame)`` runs (``ctc_decoding.ctc_greedy_runs``) without
+    its leading and trailing spaces. The reference trains on every transcript wrapped in spaces (so does
     ``data.collator.CtcCollator``) and strips them before scoring; dropping the space ids here makes a plain
     ``tokenizer.batch_decode`` give the stripped text."""
     space = charset.index(" ") + 1 if " " in charset else None
     lines = []
-    for ids in ctc_greedy_decode(logits, blank_id=BLANK_ID):
-        start, end = 0, len(ids)
-        while start < end and ids[start] == space:
+    for runs in ctc_greedy_runs(logits, blank_id=BLANK_ID):
+        start, end = 0, len(runs)
+        while start < end and runs[start][0] == space:
             start += 1
-        while end > start and ids[end - 1] == space:
+        while end > start and runs[end - 1][0] == space:
             end -= 1
-        lines.append(ids[start:end])
+        lines.append(runs[start:end])
     return lines
+
+
+def line_ids(logits: torch.Tensor, charset: str) -> list[list[int]]:
+    """Each line's token ids as the training evaluation and ``predict`` read them (:func:`line_runs`)."""
+    return [[token for token, _, _ in runs] for runs in line_runs(logits, charset)]
+
+
+def best_path_scores(logits: torch.Tensor, charset: str, temperatures=(1.0,)):
+    """The best path of each line with its confidences, in the layout of ``inference.pipeline``'s
+    ``chosen_token_logprobs`` so that one ``describe_line`` reads TrOCR and CTC lines alike: ``(tokens [lines,
+    steps], logprobs [temperatures, lines, steps], keep [lines, steps])``, on the CPU.
+
+    A character's log-probability is the highest, over the frames of its run on the best path, of that frame's
+    best-path (top) log-probability, from ``log_softmax(logits / temperature)``: the frame where the model is
+    surest of it (a character emitted over many frames is not penalised for its fade-in and fade-out frames).
+    ``describe_line``'s line confidence, the geometric mean over the kept steps, is then the geometric mean over the
+    emitted characters. A line that emits none keeps one ``<blank>`` step (it writes no character, like TrOCR's
+    EOS) whose log-probability is the mean over all frames of their top log-probability: how sure the model is of
+    the empty reading. Blank frames between characters do not enter a non-empty line's confidence, so a character
+    the best path drops costs nothing there (the usual blind spot of best-path confidences)."""
+    runs = line_runs(logits, charset)
+    steps = max([1, *map(len, runs)])
+    tokens = torch.full((len(runs), steps), BLANK_ID, dtype=torch.long)
+    logprobs = torch.zeros(len(temperatures), len(runs), steps)
+    keep = torch.zeros(len(runs), steps, dtype=torch.bool)
+    # The best path's token is the argmax at any temperature > 0, so its log-probability is the row's maximum.
+    top = torch.stack([torch.log_softmax(logits.float() / t, dim=-1).amax(dim=-1) for t in temperatures]).cpu()
+    for line, kept in enumerate(runs):
+        if not kept:
+            logprobs[:, line, 0], keep[line, 0] = top[:, line].mean(dim=-1), True
+            continue
+        count = len(kept)
+        owner = torch.cat([torch.full((end - start,), k) for k, (_, start, end) in enumerate(kept)])
+        frames = torch.cat([torch.arange(start, end) for _, start, end in kept])
+        logprobs[:, line, :count] = torch.full((len(temperatures), count), -torch.inf).scatter_reduce(
+            1, owner.expand(len(temperatures), -1), top[:, line, frames], reduce="amax")
+        tokens[line, :count] = torch.tensor([token for token, _, _ in kept])
+        keep[line, :count] = True
+    return tokens, logprobs, keep
+
+
+class CtcLineReading:
+    """What the families' models offer their readers: ``inference.pipeline`` (copied into exports, where it cannot
+    import this package) and ``LineReader`` call ``model.best_path`` on whichever copy of the model code is
+    loaded, so that the decoding and the confidences exist once."""
+
+    def best_path(self, logits: torch.Tensor, temperatures=(1.0,)):
+        """:func:`best_path_scores` with this model's characters."""
+        return best_path_scores(logits, self.config.charset, temperatures)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..ctc_recognizer import column_max_pool, recognizer_output
+from ..ctc_recognizer import CtcLineReading, column_max_pool, recognizer_output
 from .configuration_crnn import POOL, CrnnConfig
 
 
@@ -89,7 +89,7 @@ class CrnnPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.num_batches_tracked)
 
 
-class CrnnForCTC(CrnnPreTrainedModel):
+class CrnnForCTC(CtcLineReading, CrnnPreTrainedModel):
     def __init__(self, config: CrnnConfig):
         super().__init__(config)
         if config.vocab_size < 2:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import MobileViTModel, PreTrainedModel
 
-from ..ctc_recognizer import column_max_pool, recognizer_output
+from ..ctc_recognizer import CtcLineReading, column_max_pool, recognizer_output
 from .configuration_mobilevit_ctc import OUTPUT_STRIDE, MobileVitCtcConfig, backbone_values
 
 
@@ -25,7 +25,7 @@ class MobileVitCtcPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
 
 
-class MobileVitCtcForCTC(MobileVitCtcPreTrainedModel):
+class MobileVitCtcForCTC(CtcLineReading, MobileVitCtcPreTrainedModel):
     def __init__(self, config: MobileVitCtcConfig):
         super().__init__(config)
         if config.vocab_size < 2:
