@@ -107,3 +107,20 @@ def test_from_backbone_loads_published_weights_at_output_stride_8(tmp_path, publ
         x = torch.rand(1, 1, 32, 128)
         reloaded = MobileVitCtcForCTC.from_pretrained(tmp_path / "recognizer").eval()
         assert torch.equal(reloaded(x).logits, model.eval()(x).logits) and reloaded(x).logits.shape[1] == 16
+
+
+def test_norms_start_as_the_identity_and_trained_ones_survive_a_reload(tmp_path):
+    """From scratch every norm's gain is 1 (MobileViT's own init draws batch-norm gains around 0, and the features
+    then vanish on the way up); a saved model's gains come back as they were trained, not re-initialised."""
+    model = tiny_model()
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in norms)
+    with torch.no_grad():
+        assert model.train()(torch.rand(2, 1, 32, 128)).logits.std() > 1e-3  # batch statistics normalise
+        for m in norms:
+            m.weight.fill_(0.5)
+    model.save_pretrained(tmp_path)
+    loaded = MobileVitCtcForCTC.from_pretrained(tmp_path, use_safetensors=True)
+    assert all(torch.equal(m.weight, torch.full_like(m.weight, 0.5)) for m in loaded.modules()
+               if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)))

@@ -33,6 +33,15 @@ class MobileVitCtcForCTC(CtcLineReading, MobileVitCtcPreTrainedModel):
                              "(models.ctc_vocab.charset_from_texts)")
         backbone = config.backbone_config()
         self.mobilevit = MobileViTModel(backbone, expand_output=True)
+        # MobileViT's own init draws batch-norm gains around 0 (published weights replace them); trained from
+        # scratch the features would vanish on the way up (logits ~1e-35), so every norm starts as the identity.
+        # Here, before any checkpoint loads: from_pretrained's weights replace these, and post_init below skips
+        # the modules MobileViTModel already initialised.
+        with torch.no_grad():
+            for module in self.mobilevit.modules():
+                if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
         self.head = nn.Sequential(nn.Dropout(config.head_dropout),
                                   nn.Linear(backbone.neck_hidden_sizes[-1], config.vocab_size))
         self.post_init()
