@@ -28,7 +28,8 @@ def test_names_build_their_family_with_the_training_charset(name, model_class, c
 
 def test_unknown_names_and_misplaced_options_are_refused():
     assert not is_ctc_shape("config:trocr-small") and not is_ctc_shape("crnn")
-    with pytest.raises(ValueError, match="config:crnn, config:crnn-2024, config:mobilevit-ctc"):
+    names = "config:crnn, config:crnn-2024, config:crnn-quickstart, config:mobilevit-ctc, config:mobilevit-ctc-quickstart"
+    with pytest.raises(ValueError, match=names):
         build_ctc_config("config:crnn-2023", "ab")
     with pytest.raises(ValueError, match="CTC recognizer"):  # the TrOCR shape resolver points to the right builder
         shape_of("config:crnn")
