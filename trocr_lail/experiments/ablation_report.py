@@ -109,21 +109,22 @@ DIAGNOSTICS = (("lail_prefix_info_layer_", "prefix info"), ("lail_prefix_info_mi
                ("lail_grad_ratio_layer_", "grad ratio"))
 
 
-def diagnostic_histories(rows: list[dict]) -> dict[str, list[tuple[int | None, list[dict]]]]:
-    """Per LAIL cell, each run's seed and its logged training entries that carry diagnostics."""
+def diagnostic_histories(rows: list[dict], marker: str = DIAGNOSTICS[0][0]
+                         ) -> dict[str, list[tuple[int | None, list[dict]]]]:
+    """Per LAIL cell, each run's seed and its logged entries that carry diagnostics (a key starting with
+    ``marker``: by default the training entries; ``eval_...`` for the evaluations')."""
     histories: dict[str, list[tuple[int | None, list[dict]]]] = {}
     for row in rows:
         state = Path(row["run_dir"]) / "trainer_state.json"
         if state.is_file():
             history = [entry for entry in json.loads(state.read_text())["log_history"]
-                       if any(key.startswith(DIAGNOSTICS[0][0]) for key in entry)]
+                       if any(key.startswith(marker) for key in entry)]
             if history:
                 histories.setdefault(row["cell"], []).append((row.get("seed"), history))
     return histories
 
 
-def _taps(history: list[dict]) -> list[str]:
-    prefix = DIAGNOSTICS[0][0]
+def _taps(history: list[dict], prefix: str = DIAGNOSTICS[0][0]) -> list[str]:
     return sorted({key[len(prefix):] for entry in history for key in entry if key.startswith(prefix)}, key=int)
 
 
@@ -155,20 +156,10 @@ def validation_prefix_table(rows: list[dict]) -> str:
     prefix says about its own line), in nats/token, mean ± std over seeds."""
     own, other = "eval_lail_prefix_info_layer_", "eval_lail_prefix_info_mismatched_layer_"
     lines = ["| cell | tap | step | own line | another line | own - another |", "|" + " --- |" * 6]
-    for cell in dict.fromkeys(row["cell"] for row in rows):
-        runs = []
-        for row in rows:
-            state = Path(row["run_dir"]) / "trainer_state.json"
-            if row["cell"] == cell and state.is_file():
-                entries = [e for e in json.loads(state.read_text())["log_history"]
-                           if any(key.startswith(other) for key in e)]
-                if entries:
-                    runs.append(entries)
-        if not runs:
-            continue
+    for cell, seeded in diagnostic_histories(rows, other).items():
+        runs = [history for _, history in seeded]
         count = min(len(entries) for entries in runs)
-        taps = sorted({key[len(other):] for entry in runs[0] for key in entry if key.startswith(other)}, key=int)
-        for tap in taps:
+        for tap in _taps(runs[0], other):
             for position in sorted({0, count // 2, count - 1}):
                 pairs = [(e[position][own + tap], e[position][other + tap]) for e in runs]
                 cells = [_pm(mean_std(values), 1.0, 2, "") for values in
