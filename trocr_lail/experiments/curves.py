@@ -31,11 +31,11 @@ def _pooled(grid: Grid, rows: list[dict], edits_of, variant: str, value, branch:
         seeds = [seed for (name, seed) in by_run if name == cell.name]
         for seed in seeds:
             found = edits_of(by_run[(cell.name, seed)]["run_dir"], "test", branch)
+            if found is None:
+                continue
             paired = None
             if baseline is not None and (baseline.name, seed) in by_run:
                 paired = edits_of(by_run[(baseline.name, seed)]["run_dir"], "test", branch)
-            if found is None:
-                continue
             own.append(found[0])
             weight.append(found[1])
             base.append(None if paired is None else paired[0])

@@ -109,7 +109,8 @@ class LailTraining:
         """Norms of the LAIL and recognition gradients reaching each tapped hidden-state tensor (two extra backward
         passes to those tensors only, so no parameter gradient is touched)."""
         model = self._lail_model()
-        hidden = [model.lail_hidden_states(outputs)[index] for index in model.lail_layers]
+        states = model.lail_hidden_states(outputs)
+        hidden = [states[index] for index in model.lail_layers]
         try:
             lail_grads = torch.autograd.grad(lail_term, hidden, retain_graph=True, allow_unused=True)
             recognition_grads = torch.autograd.grad(recognition_loss, hidden, retain_graph=True, allow_unused=True)
@@ -124,7 +125,7 @@ class LailTraining:
                 # has no recognition gradient to compare with.
                 continue
             lail_norm = 0.0 if lail_grad is None else lail_grad.float().norm().item()
-            recognition_norm = 0.0 if recognition_grad is None else recognition_grad.float().norm().item()
+            recognition_norm = recognition_grad.float().norm().item()
             self.record(f"lail_grad_ratio_layer_{layer}",
                         lail_norm / recognition_norm if recognition_norm > 0 else float("inf"), "train")
 
