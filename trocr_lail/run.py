@@ -68,14 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
                                                     image_processor=processor.image_processor)
     train_dataset = splits[data_args.train_split]
     eval_dataset = splits[data_args.validation_split] if data_args.validation_split else None
+    if not ctc:  # a CTC recognizer generates nothing
+        _align_generation(model, training_args)
     if lail_args.lail:
-        if not ctc:
-            _align_generation(model, training_args)
         model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args, ctc)
     elif ctc:
         collator, trainer_kwargs = CtcCollator(processor, model_args.max_target_length), {}
     else:
-        _align_generation(model, training_args)
         collator, trainer_kwargs = LineCollator(processor, model_args.max_target_length), {}
     if peft_args.use_peft:
         model = apply_peft(model, peft_args)  # after LAIL, so its connectors stay fully trainable
