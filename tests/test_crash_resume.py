@@ -1,5 +1,6 @@
 """Kill a training run with SIGKILL between checkpoints, re-run the same command: it resumes from the last
-complete checkpoint and its per-step losses equal those of a run that was never interrupted."""
+complete checkpoint and its per-step losses equal those of a run that was never interrupted. For the TrOCR path
+and for a CTC recognizer (``config:crnn`` at the slim widths of ``test_ctc_training``)."""
 
 import json
 import os
@@ -26,11 +27,17 @@ def training_step(self, *args, **kwargs):
     time.sleep(0.25)
     return _step(self, *args, **kwargs)
 LineRecognitionTrainer.training_step = training_step
+# config:crnn at slim widths (the subprocess cannot take a pytest monkeypatch).
+from test_ctc_training import SLIM
+from trocr_lail.models import ctc_families
+ctc_families.CTC_SHAPES["crnn"] = SLIM["crnn"]
 """
+MODELS = {"trocr": TINY_ARGS,
+          "crnn": ["--model_name_or_path", "config:crnn", "--synthetic_max_chars", "24"]}  # 64 frames a line
 
 
-def command(output_dir: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "recipes" / "finetune.py"), *TINY_ARGS,
+def command(output_dir: Path, model: str) -> list[str]:
+    return [sys.executable, str(ROOT / "recipes" / "finetune.py"), *MODELS[model],
             "--synthetic", "true", "--synthetic_train_samples", "96", "--synthetic_eval_samples", "2",
             "--augment", "false", "--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
             "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--logging_steps", "1",
@@ -48,15 +55,17 @@ def losses(output_dir: Path) -> dict[int, float]:
 def env(tmp_path_factory):
     hooks = tmp_path_factory.mktemp("hooks")
     (hooks / "sitecustomize.py").write_text(SLOW_STEPS)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
             "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("datasets-cache"))}
 
 
-def test_sigkill_then_same_command_resumes_exactly(tmp_path, env):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_sigkill_then_same_command_resumes_exactly(tmp_path, env, model):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(command(reference, model), env=env, check=True, capture_output=True, timeout=300)
 
-    process = subprocess.Popen(command(crashed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command(crashed, model), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     first = crashed / f"checkpoint-{SAVE_EVERY}" / "trainer_state.json"
     deadline = time.monotonic() + 240
     while not first.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -66,7 +75,7 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, env):
     assert sorted(p.name for p in crashed.glob("checkpoint-*")) == [f"checkpoint-{SAVE_EVERY}"]
     assert not (crashed / "trainer_state.json").exists()
 
-    result = subprocess.run(command(crashed), env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command(crashed, model), env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from {crashed / f'checkpoint-{SAVE_EVERY}'}" in result.stderr
     expected, resumed = losses(reference), losses(crashed)

@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import MobileViTConfig
 
+import trocr_lail.cli
 import trocr_lail.run
 from trocr_lail.configs import DataArguments, ModelArguments
 from trocr_lail.data.collator import CtcLailCollator
@@ -208,3 +209,16 @@ def test_finetune_trains_lail_on_config_crnn_and_exports_the_plain_recognizer(cr
     assert type(exported) is CrnnForCTC
     assert set(exported.state_dict()) == {key for key in reloaded.without_lail().state_dict()
                                           if not key.startswith("shortcut.")}
+
+
+def test_cli_export_of_a_lail_ctc_checkpoint_writes_the_plain_recognizer(crnn_lail_run, tmp_path):
+    out, _ = crnn_lail_run
+    assert trocr_lail.cli.main(["export", str(out / "checkpoint-2"), str(tmp_path / "export")]) == 0
+    with safe_open(tmp_path / "export" / "model.safetensors", "pt") as weights:
+        exported = {key: weights.get_tensor(key) for key in weights.keys()}
+    with safe_open(out / "export" / "model.safetensors", "pt") as weights:
+        by_the_run = {key: weights.get_tensor(key) for key in weights.keys()}
+    assert "lail" not in json.loads((tmp_path / "export" / "config.json").read_text())
+    # The last checkpoint is the run's final model: the same keys and weights as the run's own export.
+    assert exported.keys() == by_the_run.keys()
+    assert all(torch.equal(exported[key], by_the_run[key]) for key in exported)

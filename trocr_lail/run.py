@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
             _preview(list(test["text"]), decode(processor.tokenizer, output.predictions),
                      training_args.num_preview_predictions)
     if training_args.export and trainer.is_world_process_zero():
-        # A CTC recognizer's LAIL connectors are left out here; a TrOCR's by export_model itself.
-        inference = trainer.model.without_lail() if ctc and lail_args.lail else trainer.model
-        path = export_model(inference, processor, Path(training_args.output_dir) / "export",
+        # export_model leaves the LAIL connectors and every other training-only part out.
+        path = export_model(trainer.model, processor, Path(training_args.output_dir) / "export",
                             num_beams=training_args.generation_num_beams or 1,
                             max_length=training_args.generation_max_length or model_args.max_target_length)
         logger.info("Exported the %s model to %s", "CTC recognizer" if ctc else "plain VisionEncoderDecoder", path)

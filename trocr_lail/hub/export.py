@@ -65,11 +65,14 @@ def export_model(model, processor, export_dir: str | Path, num_beams: int = 1, m
 
 
 def export_ctc_model(model, processor, export_dir: str | Path) -> Path:
-    """``model`` without its training-only parts (the CRNN's CTC shortcut: weights and ``shortcut_weight``), which
-    change neither its predictions nor its eval loss; the training model itself is left as it is. The folder also
-    gets the model's code and the pipeline file, named in ``config.json`` (``auto_map``, ``custom_pipelines``)."""
+    """``model`` without its training-only parts (LAIL connectors and ``config.lail``; the CRNN's CTC shortcut:
+    weights and ``shortcut_weight``), which change neither its predictions nor its eval loss; the training model
+    itself is left as it is. The folder also gets the model's code and the pipeline file, named in
+    ``config.json`` (``auto_map``, ``custom_pipelines``)."""
     export_dir = Path(export_dir)
-    inference = copy.deepcopy(model)
+    inference = model.without_lail() if hasattr(model, "without_lail") else copy.deepcopy(model)
+    # A LAIL checkpoint read as its plain family (``trocr-lail export``) still carries the entry in its config.
+    inference.config.__dict__.pop("lail", None)
     if hasattr(inference, "drop_shortcut"):
         inference.drop_shortcut()
     export_dir.mkdir(parents=True, exist_ok=True)
