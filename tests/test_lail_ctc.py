@@ -222,3 +222,20 @@ def test_cli_export_of_a_lail_ctc_checkpoint_writes_the_plain_recognizer(crnn_la
     # The last checkpoint is the run's final model: the same keys and weights as the run's own export.
     assert exported.keys() == by_the_run.keys()
     assert all(torch.equal(exported[key], by_the_run[key]) for key in exported)
+
+
+def test_the_connector_only_stage_leaves_the_recognizer_exactly_as_it_was_batch_norm_statistics_included(
+        tmp_path, llm_tokenizer):
+    """The prefix gate on a CRNN (lail_connector_only_steps = max_steps): only the connectors learn. The CRNN's batch
+    norm keeps running statistics, which a forward in training mode updates even without gradients: they must stay
+    at the starting recognizer's, or the frozen recognizer would adapt to the new data (and read differently)."""
+    model, _, args = with_lail("crnn", llm_tokenizer, [0, 1], connector="downsample", lail_connector_only_steps=2)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    trainer = CtcLailTrainer(model=model, args=training_args(tmp_path, max_steps=2), train_dataset=line_dataset(),
+                             data_collator=collator(model, llm_tokenizer), lail_args=args)
+    trainer.train()
+    changed = {key for key, value in model.state_dict().items() if not torch.equal(value, before[key])}
+    assert changed and all(key.startswith("lail_connectors.") for key in changed), sorted(changed)
+    assert all(module.training for module in model.modules())  # the recognizer's own mode is given back
+    for entry in [entry for entry in trainer.state.log_history if "loss" in entry]:
+        assert "ctc_loss" not in entry and all(np.isfinite(entry[f"lail_loss_layer_{tap}"]) for tap in (0, 1))

@@ -60,8 +60,8 @@ class LailArguments:
                                      "more LLM forward without gradient) on every k-th training step only; "
                                      "evaluation scores it always."})
     lail_connector_only_steps: int = field(
-        default=0, metadata={"help": "First stage: train only the connectors (TrOCR frozen, no s2s loss) for N "
-                                     "steps."})
+        default=0, metadata={"help": "First stage: train only the connectors (the recognizer frozen, in eval "
+                                     "mode, no recognition loss) for N steps."})
     lail_connectors_path: str | None = field(
         default=None, metadata={"help": "Start the connectors from a lail/ sidecar folder of a pushed model "
                                         "(same lail_* settings) instead of fresh ones."})

@@ -63,11 +63,10 @@ class LailCtcRecognizer(LailTaps):
                 output_hidden_states: bool | None = None, return_dict: bool | None = None):
         """The recognizer's forward, plus ``lail_losses`` when ``llm_*`` inputs are given.
 
-        ``lail_only=True`` (the connector-only stage) runs the recognizer without gradients, so only the
+        ``lail_only=True`` (the connector-only stage) runs the recognizer frozen (:meth:`frozen_taps`), so only the
         connectors learn; it goes through forward, not a side method, so DDP still syncs connector grads."""
         if lail_only:
-            with torch.no_grad():
-                hidden = self.encode_for_lail(pixel_values)
+            hidden = self.frozen_taps(pixel_values)
             # The hidden states go out too, so the trainer scores the another-line control on this very batch.
             return LailCtcOutput(lail_losses=self.lail_losses(hidden, llm_input_ids, llm_attention_mask, llm_labels),
                                  hidden_states=hidden)

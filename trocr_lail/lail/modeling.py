@@ -49,12 +49,12 @@ class LailVisionEncoderDecoderModel(LailTaps, CtcVisionEncoderDecoderModel):
                 encoder_outputs=None, lail_only: bool = False, **kwargs):
         """Plain VisionEncoderDecoder forward, plus ``lail_losses`` when ``llm_*`` inputs are given.
 
-        ``lail_only=True`` (the connector-only stage) runs the encoder without gradients and skips the decoder, so
-        only the connectors learn. It goes through forward, not a side method, so DDP still syncs connector grads.
+        ``lail_only=True`` (the connector-only stage) runs the encoder frozen (:meth:`frozen_taps`) and skips the
+        decoder, so only the connectors learn. It goes through forward, not a side method, so DDP still syncs
+        connector grads.
         """
         if lail_only:
-            with torch.no_grad():
-                hidden = self.encode_for_lail(pixel_values)
+            hidden = self.frozen_taps(pixel_values)
             # The hidden states go out too, so the trainer scores the another-line control on this very batch.
             return LailSeq2SeqLMOutput(lail_losses=self.lail_losses(hidden, llm_input_ids, llm_attention_mask,
                                                                     llm_labels), encoder_hidden_states=hidden)

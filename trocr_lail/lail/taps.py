@@ -59,6 +59,21 @@ class LailTaps:
         """The tappable hidden states in this model's forward ``outputs``."""
         raise NotImplementedError
 
+    def frozen_taps(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tappable hidden states as the connector-only stage reads them, with the recognizer frozen: no gradient,
+        and every module in eval mode for the forward (each given its own mode back after). Without gradients a
+        training-mode forward still changes the recognizer: batch norm (the CRNN's) normalises by the batch and
+        updates its running statistics to the new data, and dropout perturbs the prefix, so the "frozen" recognizer
+        would drift and read differently at the end of the stage."""
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.encode_for_lail(pixel_values)
+        finally:
+            for module, training in modes:
+                module.training = training
+
     @property
     def llm(self):
         return self.__dict__.get("_llm")
