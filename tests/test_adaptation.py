@@ -121,3 +121,77 @@ def test_a_folder_dataset_with_degraded_test_copies_scans_only_its_own_folders(t
     data = write_line_folder(tmp_path / "lines", {"train": 2, "test": 1})
     args = DataArguments(data_dir=str(data), validation_split=None, test_degradations=["blur", "noise"])
     assert set(metadata_scans(args, ["train", "test", "test_blur", "test_noise"])) == {"train", "test"}
+
+
+# The CRNN through the same protocol (recipes/crnn-adaptation/): stage 1 is a CTC recognizer whose vocabulary is
+# its training texts' characters, so adapting it must keep that vocabulary, not build one from the target's lines.
+CTC_RUN_ARGS = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--report_to", "none", "--use_cpu", "true",
+                "--save_strategy", "no", "--eval_strategy", "no", "--validation_split", "null", "--test_split", "null",
+                "--augment", "none", "--num_preview_predictions", "0", "--export", "false"]
+
+
+@pytest.fixture(scope="module")
+def crnn_stage1(tmp_path_factory):
+    """A slim config:crnn trained 2 steps on LINES[:4] (no "w" among their characters), saved as a run's output_dir."""
+    from recipe_smoke import LINES
+    from test_ctc_training import SLIM
+    from trocr_lail.models import ctc_families
+
+    root = tmp_path_factory.mktemp("crnn-stage1")
+    data = write_line_folder(root / "lines", {"train": 4})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(ctc_families.CTC_SHAPES, "crnn", SLIM["crnn"])
+        trocr_lail.run.main(["--model_name_or_path", "config:crnn", "--data_dir", str(data), "--output_dir",
+                             str(root / "run"), *CTC_RUN_ARGS])
+    assert "w" not in "".join(LINES[:4])
+    return root / "run"
+
+
+def test_crnn_adaptation_starts_from_the_saved_weights_and_keeps_stage1s_vocabulary(crnn_stage1, tmp_path,
+                                                                                   monkeypatch):
+    """The target's one training line has fewer characters than stage 1's: a vocabulary built from it would be
+    smaller. The run starts from every saved tensor (batch norm statistics and the CTC shortcut included)."""
+    seen = {}
+    build = trocr_lail.run.build_trainer
+
+    def capture(model, processor, *args, **kwargs):
+        seen.update(state={k: v.detach().clone() for k, v in model.state_dict().items()},
+                    charset=model.config.charset, vocab=processor.tokenizer.get_vocab())
+        return build(model, processor, *args, **kwargs)
+
+    monkeypatch.setattr(trocr_lail.run, "build_trainer", capture)
+    data = write_line_folder(tmp_path / "target", {"train": 1})
+    trocr_lail.run.main(["--model_name_or_path", str(crnn_stage1), "--data_dir", str(data), "--output_dir",
+                         str(tmp_path / "adapt"), *CTC_RUN_ARGS])
+    with safe_open(str(crnn_stage1 / "model.safetensors"), "pt") as weights:
+        saved = {key: weights.get_tensor(key) for key in weights.keys()}
+    assert saved.keys() == seen["state"].keys() and any(key.startswith("shortcut.") for key in saved)
+    for key, value in saved.items():
+        torch.testing.assert_close(seen["state"][key], value, rtol=0, atol=0, msg=key)
+    stage1_charset = json.loads((crnn_stage1 / "config.json").read_text())["charset"]
+    assert seen["charset"] == stage1_charset and len(seen["vocab"]) == len(stage1_charset) + 1  # + the blank
+    assert json.loads((tmp_path / "adapt" / "config.json").read_text())["charset"] == stage1_charset
+
+
+def test_a_target_line_with_a_character_stage1_never_saw_is_refused_or_dropped_counted(crnn_stage1, tmp_path,
+                                                                                         caplog):
+    """A CTC recognizer cannot write a character outside its vocabulary, and a saved one's vocabulary is stage 1's:
+    the line is refused before training, naming the character, or dropped and counted (never trained on with the
+    character silently cut from its target)."""
+    data = write_line_folder(tmp_path / "target", {"train": 5})  # LINES[4], "M Ps tomorrow.", has a "w"
+    argv = ["--model_name_or_path", str(crnn_stage1), "--data_dir", str(data), *CTC_RUN_ARGS]
+    with pytest.raises(ValueError, match=r"(?s)1 character\(s\) the tokenizer cannot encode \(a CTC recognizer "
+                                         r"writes only its vocabulary's characters.*'w' U\+0077 LATIN SMALL "
+                                         r"LETTER W: 1x, first at .*train/metadata.jsonl line 5"):
+        trocr_lail.run.main(argv + ["--output_dir", str(tmp_path / "refused")])
+    with caplog.at_level(logging.WARNING, logger="trocr_lail"):
+        trocr_lail.run.main(argv + ["--output_dir", str(tmp_path / "dropped"), "--skip_bad_samples", "true"])
+    assert "Skipped bad samples: 1 row(s) before training {'train': 1}" in caplog.text
+
+
+def test_a_font_stage1_was_given_is_refused_as_target_for_a_crnn_too(crnn_stage1, tmp_path):
+    copy = shutil.copy(font_files("caveat")[0], tmp_path / "MyCaveat.ttf")
+    with pytest.raises(ValueError, match=r"MyCaveat.ttf is stage 1's font 'caveat'"):
+        trocr_lail.run.main(["--model_name_or_path", str(crnn_stage1), "--synthetic", "true",
+                             "--synthetic_target_fonts", str(copy), "--output_dir", str(tmp_path / "out"),
+                             *CTC_RUN_ARGS])

@@ -214,10 +214,12 @@ def settings(output_dir, augment="da2", **training):
 
 
 def test_preflight_refuses_what_a_ctc_recognizer_does_not_take(tmp_path):
+    model, data, args, lail = settings(tmp_path)
+    model.extend_vocabulary = True  # a TrOCR option: the run would ignore it, and the data check then point to it
     with pytest.raises(SettingsError) as error:
-        check_settings(*settings(tmp_path))
+        check_settings(model, data, args, lail)
     message = str(error.value)
-    for setting in ("ctc_weight = 0.5", "generation_num_beams = 4", "augment = 'da2'"):
+    for setting in ("ctc_weight = 0.5", "generation_num_beams = 4", "augment = 'da2'", "extend_vocabulary: true"):
         assert setting in message, setting
     model, data, args, lail = settings(tmp_path, augment="light", ctc_weight=0.0, generation_num_beams=None)
     check_settings(model, data, args, LailArguments())  # the same run without them passes

@@ -125,6 +125,10 @@ def _ctc_recognizer_problems(model_args, data_args, training_args, lail_args, pe
                         f"squash the lines {name} reads at their own width (use light or none)")
     if peft_args is not None and peft_args.use_peft:
         problems.append(f"use_peft: true: {name} is a CTC recognizer, trained in full (set use_peft: false)")
+    if model_args.extend_vocabulary:
+        problems.append(f"extend_vocabulary: true: grows a TrOCR decoder's vocabulary; {name} is a CTC recognizer, "
+                        "whose output classes are its vocabulary: the training texts' characters, a saved one's "
+                        "those it was trained with (set extend_vocabulary: false)")
     return problems
 
 

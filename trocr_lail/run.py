@@ -148,8 +148,9 @@ def _load_trocr(model_args: ModelArguments, training_args: TrainingArguments):
 
 
 def _warn_unseen(splits, charset: str, is_main: bool) -> None:
-    """Characters a split has and the CTC vocabulary lacks: never predicted, so they count as errors (scoring
-    reads the raw texts); in the training split they are left out of the targets."""
+    """Name, per split, the characters it has and the CTC vocabulary lacks (a saved recognizer's: those it was
+    trained with), which the model can never write. The dataset check that follows refuses the lines holding them,
+    or drops them, counted, under skip_bad_samples."""
     for name, split in splits.items():
         unseen = unseen_characters(split_texts(split), charset)
         if unseen and is_main:

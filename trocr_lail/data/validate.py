@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from ..models.ctc_vocab import is_ctc_tokenizer
 from ..models.vocabulary import unknown_characters
 from .images import BadImage, describe, frame_count, open_image, to_rgb
 
 SHOWN_PROBLEMS = 10
+# What to do about characters the tokenizer cannot encode: a TrOCR decoder's vocabulary can grow; a CTC
+# recognizer's output classes are its vocabulary (built from stage 1's training texts when it is a saved one).
+EXTEND_HINT = "extend_vocabulary: true adds those of the training split"
+CTC_HINT = ("a CTC recognizer writes only its vocabulary's characters, a saved one those it was trained with; "
+            "skip_bad_samples: true drops these rows, counted")
 
 
 @dataclass
@@ -80,6 +86,7 @@ class SplitSummary:
 class ValidationSummary:
     splits: dict[str, SplitSummary]
     max_target_length: int
+    unknown_hint: str = EXTEND_HINT
 
     @property
     def problems(self) -> list[Problem]:
@@ -100,8 +107,7 @@ class ValidationSummary:
             lines.append(f"{s.name}: {s.rows} rows, {s.num_bad()} bad; {images}; longest target {s.longest} "
                          f"tokens, {s.truncated} over max_target_length={self.max_target_length} (truncated)")
             if s.unknown:
-                lines.append(f"  {len(s.unknown)} character(s) the tokenizer cannot encode (extend_vocabulary: true "
-                             "adds those of the training split):")
+                lines.append(f"  {len(s.unknown)} character(s) the tokenizer cannot encode ({self.unknown_hint}):")
                 lines += [f"    {char!r} U+{ord(char):04X} {unicodedata.name(char, '?')}: {count}x, first at {where}"
                           for char, (count, where) in s.unknown.items()]
         problems = self.problems
@@ -197,7 +203,8 @@ def validate_splits(splits: datasets.DatasetDict, tokenizer, max_target_length: 
     scans = scans or {}
     return ValidationSummary({name: validate_split(dataset, tokenizer, max_target_length, name, check_images,
                                                    scans.get(name))
-                              for name, dataset in splits.items()}, max_target_length)
+                              for name, dataset in splits.items()}, max_target_length,
+                             CTC_HINT if is_ctc_tokenizer(tokenizer) else EXTEND_HINT)
 
 
 def write_problems(summary: ValidationSummary, path: str) -> None:

@@ -6,9 +6,11 @@ tokenizer built from them is a plain ``PreTrainedTokenizerFast`` (one word-level
 ``tiny.py``), which ``save_pretrained`` writes as ``tokenizer.json`` and any transformers loads without custom code.
 
 A character outside the vocabulary cannot be a CTC target (there is no class for it, and mapping it to the blank
-would corrupt the alignment), so the tokenizer's normalizer removes it: encoding a validation or test line drops
-its unseen characters, as the reference, which never encodes those lines, effectively does. Scoring compares the
-raw texts, so such characters still count as errors there. ``unseen_characters`` tells the caller which they are.
+would corrupt the alignment), so the tokenizer's normalizer removes it: encoding a line drops its unseen characters,
+and scoring, which compares the raw texts, counts them as errors. A training run never gets that far with one:
+its dataset check (``data/validate.py``) finds that the character does not encode and refuses the line before any
+step, or with ``skip_bad_samples`` drops it, counted; that covers a saved recognizer adapted to new lines too (its
+vocabulary is stage 1's). ``unseen_characters`` tells the caller which they are.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def charset_from_texts(texts: Iterable[str]) -> str:
 def unseen_characters(texts: Iterable[str], charset: str) -> set[str]:
     known = set(charset)
     return {ch for text in texts for ch in text if ch not in known}
+
+
+def is_ctc_tokenizer(tokenizer) -> bool:
+    """A CTC recognizer's character tokenizer (:func:`build_ctc_tokenizer`): its padding token is the blank."""
+    return tokenizer is not None and tokenizer.pad_token == BLANK
 
 
 def build_ctc_tokenizer(charset: str) -> PreTrainedTokenizerFast:
