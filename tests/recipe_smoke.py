@@ -16,6 +16,7 @@ LINES = ("A MOVE to stop Mr. Gaitskell", "from nominating any more Labour", "lif
          "at a meeting of Labour", "M Ps tomorrow.")
 
 SIZE_RE = re.compile(r"microsoft/trocr-(small|base|large)")
+RECIPES = Path(__file__).parents[1] / "recipes"
 
 
 def ends_lines_at_once(model):
@@ -95,33 +96,56 @@ def is_run_output(name: str) -> bool:
     return name.startswith("outputs/")
 
 
-def save_tiny_stage1(folder: Path) -> Path:
-    """A tiny model with a CTC head saved as a run's output_dir is (model, head, processor): the stage 1 an
-    adaptation recipe's smoke run starts from. Made once per folder."""
-    if not (folder / "config.json").is_file():
-        from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
-        from trocr_lail.models.loading import set_special_tokens
-        from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
+def stage1_recipe(output_dir: str, recipes: Path = RECIPES) -> dict:
+    """The shipped recipe that writes ``output_dir`` (adaptation starts from its stage 1's)."""
+    for path in sorted(recipes.glob("*/*.yaml")):
+        recipe = yaml.safe_load(path.read_text())
+        if isinstance(recipe, dict) and recipe.get("output_dir") == output_dir:
+            return recipe
+    raise ValueError(f"no recipe under {recipes} writes {output_dir}, which a recipe starts from")
 
+
+def save_stage1(stage1: dict, folder: Path) -> Path:
+    """The smoke stand-in for a stage-1 recipe's output_dir (model, processor; a TrOCR's CTC head), saved in
+    ``folder`` once: a tiny TrOCR with a CTC head for a tiny stage 1, or a CTC recognizer's preset at slim widths
+    (its real input size and taps) with the smoke lines' characters as its vocabulary."""
+    if (folder / "config.json").is_file():
+        return folder
+    from trocr_lail.models.ctc import CtcVisionEncoderDecoderModel
+    from trocr_lail.models.ctc_families import is_ctc_shape
+    from trocr_lail.models.ctc_processor import build_ctc_processor
+    from trocr_lail.models.ctc_vocab import charset_from_texts
+    from trocr_lail.models.loading import set_special_tokens
+    from trocr_lail.models.tiny import build_tiny_model, build_tiny_processor
+
+    name = str(stage1.get("model_name_or_path", "tiny"))
+    if name == "tiny":
         processor = build_tiny_processor(image_height=16, image_width=64)
         model = build_tiny_model(processor, encoder_layers=2, encoder_dim=32, decoder_layers=1, decoder_dim=32,
                                  patch_size=(16, 8), max_length=128, dropout=0.0)
         set_special_tokens(model, processor.tokenizer)
-        CtcVisionEncoderDecoderModel.from_plain(model).save_pretrained(folder)
-        processor.save_pretrained(folder)
+        model = CtcVisionEncoderDecoderModel.from_plain(model)
+    elif is_ctc_shape(name):
+        model = slim_ctc_model(name, charset_from_texts(LINES))
+        processor = build_ctc_processor(model.config)
+    else:
+        raise ValueError(f"no smoke stand-in for a stage 1 of model_name_or_path {name}")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
 def smoke_shape(recipe: dict, stage1_dir: Path | None = None) -> str:
-    """The model a recipe's smoke run uses: its published shape from config, tiny for tiny recipes, or a saved
-    tiny stage 1 (in ``stage1_dir``) for a recipe that starts from a run's output_dir."""
+    """The model a recipe's smoke run uses: its published shape from config, tiny for tiny recipes, or, for a
+    recipe that starts from a run's output_dir, a stand-in for the recipe that writes it (``save_stage1``), saved
+    in ``stage1_dir``."""
     name = str(recipe.get("model_name_or_path", "tiny"))
     if name == "tiny" or name.startswith("config:"):
         return name
     if is_run_output(name):
         if stage1_dir is None:
             raise ValueError(f"model_name_or_path {name} is a run's output: pass stage1_dir for its smoke stand-in")
-        return str(save_tiny_stage1(stage1_dir))
+        return str(save_stage1(stage1_recipe(name), stage1_dir))
     match = SIZE_RE.search(name)
     if not match:
         raise ValueError(f"no config shape known for model_name_or_path {name}")

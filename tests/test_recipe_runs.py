@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 import trocr_lail.models.loading
 from recipe_smoke import slim_ctc_model, slim_model, smoke_recipe, write_line_folder
-from trocr_lail.models.ctc_families import is_ctc_shape
+from trocr_lail.models.ctc_families import is_ctc_source
 from trocr_lail.run import main
 
 ROOT = Path(__file__).parents[1]
@@ -66,7 +66,7 @@ def test_recipe_runs_two_steps(recipe_path, line_folder, tmp_path, out_dir, monk
     if recipe.get("export", True):
         with safe_open(out / "export" / "model.safetensors", "pt") as weights:
             keys = list(weights.keys())
-        if is_ctc_shape(recipe["model_name_or_path"]):  # the plain recognizer: no connectors, no CRNN shortcut
+        if is_ctc_source(recipe["model_name_or_path"]):  # the plain recognizer: no connectors, no CRNN shortcut
             assert not any("lail" in k or "llm" in k or k.startswith("shortcut.") for k in keys)
             assert "lail" not in json.loads((out / "export" / "config.json").read_text())
         else:
