@@ -84,18 +84,52 @@ def test_quickstart_lail_recipe_is_the_baseline_plus_lail_options():
         {k: v for k, v in baseline.items() if k != "output_dir"}
 
 
-def test_adaptation_recipes_are_stage1_as_the_quickstart_and_lail_as_the_baseline_plus_lail_options():
+def load_yaml(path: str) -> dict:
     import yaml
 
-    root = Path(__file__).parents[1] / "recipes"
-    load = lambda path: yaml.safe_load((root / path).read_text())  # noqa: E731
-    quickstart, stage1 = load("quickstart/baseline.yaml"), load("adaptation/stage1.yaml")
-    baseline, lail = load("adaptation/baseline.yaml"), load("adaptation/lail.yaml")
+    return yaml.safe_load((Path(__file__).parents[1] / path).read_text())
+
+
+@pytest.mark.parametrize("folder,quickstart", [("adaptation", "quickstart/baseline.yaml"),
+                                               ("crnn-adaptation", "crnn/quickstart.yaml")])
+def test_adaptation_recipes_are_stage1_as_the_quickstart_and_lail_as_the_baseline_plus_lail_options(folder,
+                                                                                                     quickstart):
+    quickstart, stage1 = load_yaml(f"recipes/{quickstart}"), load_yaml(f"recipes/{folder}/stage1.yaml")
+    baseline, lail = load_yaml(f"recipes/{folder}/baseline.yaml"), load_yaml(f"recipes/{folder}/lail.yaml")
     assert {k: v for k, v in stage1.items() if k != "output_dir"} == \
         {k: v for k, v in quickstart.items() if k != "output_dir"}
     assert baseline["model_name_or_path"] == lail["model_name_or_path"] == stage1["output_dir"]
+    assert baseline["synthetic_min_aspect"] == stage1["synthetic_min_aspect"]  # stage 1's input aspect
     assert {k: v for k, v in lail.items() if not k.startswith("lail") and k != "output_dir"} == \
         {k: v for k, v in baseline.items() if k != "output_dir"}
+
+
+# What the CRNN's adaptation may set otherwise than TrOCR's: where it starts and writes, its input aspect, its own
+# optimiser, and TrOCR-only settings (the hybrid CTC head, the decoder's beams and length).
+CRNN_OWN = {"model_name_or_path", "output_dir", "synthetic_min_aspect", "optim", "optim_muon", "learning_rate",
+            "weight_decay", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "label_smoothing_factor",
+            "ctc_weight", "ctc_guided_attention", "generation_num_beams", "generation_max_length"}
+
+
+def test_the_crnn_goes_through_trocrs_adaptation_protocol():
+    """Issue 23, item 5: the same target hands, lines, stopping, test and LLM settings (LAIL at the notes' taps),
+    the same comparison grid, and a gate per connector kind at each of the notes' taps."""
+    trocr = {kind: load_yaml(f"recipes/adaptation/{kind}.yaml") for kind in ("baseline", "lail")}
+    crnn = {kind: load_yaml(f"recipes/crnn-adaptation/{kind}.yaml") for kind in ("baseline", "lail")}
+    shared = lambda recipe: {k: v for k, v in recipe.items() if k not in CRNN_OWN}  # noqa: E731
+    assert shared(crnn["baseline"]) == shared(trocr["baseline"])
+    assert {**shared(crnn["lail"]), "lail_layers": None} == {**shared(trocr["lail"]), "lail_layers": None}
+    assert crnn["lail"]["lail_layers"] == load_yaml("recipes/crnn/lail.yaml")["lail_layers"] == [0, 1]
+    grid = load_yaml("recipes/ablations/adaptation-crnn.yaml")
+    trocr_grid = load_yaml("recipes/ablations/adaptation.yaml")
+    assert grid["recipe"] == "recipes/crnn-adaptation/lail.yaml" and grid["output_dir"] == "results/adaptation-crnn"
+    assert {k: v for k, v in grid.items() if k not in ("recipe", "output_dir")} == \
+        {k: v for k, v in trocr_grid.items() if k not in ("recipe", "output_dir")}
+    gate = load_yaml("recipes/ablations/adaptation-crnn-gate.yaml")
+    assert gate["recipe"] == grid["recipe"] and gate["output_dir"] == "results/adaptation-crnn-gate"
+    assert gate["overrides"]["lail_connector_only_steps"] == gate["overrides"]["max_steps"]  # connector-only
+    cells = {(cell["lail_connector"], tuple(cell["lail_layers"])) for cell in gate["cells"]}
+    assert cells == {(kind, (tap,)) for kind in ("linear", "downsample", "qformer") for tap in (0, 1)}
 
 
 def test_trainer_uses_the_fairseq_warmup_when_warmup_init_lr_is_set(tmp_path):
