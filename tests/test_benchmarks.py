@@ -87,3 +87,17 @@ def test_lail_cpu_step_reports_every_lever(capsys):
     # header, each measured variant, the 32-line variant's derived row, the no-control row and its derived row
     assert table.count("\n| ") == 1 + len(measured) + 1 + 2
     assert "(before: lail.yaml)" in table
+
+
+def test_quickstart_models_reports_every_recipe(capsys):
+    import quickstart_models
+
+    facts = quickstart_models.main(["--batch", "2", "--repeats", "1", "--warmup", "0"])
+    assert list(facts) == list(quickstart_models.RECIPES)
+    assert all(fact["parameters"] > 0 and fact["s/step"] > 0 and fact["batch"] == 2 for fact in facts.values())
+    assert facts["TrOCR (tiny)"]["optimizer"] == "MuonAdamW"  # optim_muon: true
+    assert {facts[name]["optimizer"] for name in ("CRNN", "MobileViT-CTC")} == {"AdamW"}  # optim: adamw_torch
+    assert [fact["input"] for fact in facts.values()] == [(3, 32, 384), (1, 32, 512), (1, 32, 768)]
+    table = capsys.readouterr().out
+    assert table.count("\n| ") == 1 + len(quickstart_models.RECIPES)  # header, then one row per recipe
+    assert all(f"`{recipe}`" in table for recipe in quickstart_models.RECIPES.values())
