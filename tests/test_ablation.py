@@ -259,3 +259,12 @@ def test_the_curve_pools_writers_and_seeds_per_variant_and_size(tmp_path):
     assert "| decoder | lail | 100 | 4 | 12.50% [" in curve_table(list(curve.values()), "synthetic_train_samples")
     with pytest.raises(ValueError, match="curve"):
         Grid.from_file(write_grid(tmp_path, grid={"lail_alpha": [1]}, curve="lail_alpha"))
+    # A partial grid: LAIL has run writer a only, seed 1 only, at N=100. The baseline's point there pools the same
+    # run (2 of 8 wrong), not all four; at N=300 the baseline is the only variant and keeps all its runs.
+    partial = [row for row in rows if row["cell"].startswith("baseline") or row["cell"] == "lail_target_fonts=a_"
+               "train_samples=100" and row["seed"] == 1]
+    curve = {(r["variant"], r["synthetic_train_samples"]): r for r in curve_rows(grid, partial, _edits, 200)
+             if r["branch"] == "decoder"}
+    assert curve[("baseline", 100)]["runs"] == 1 and curve[("baseline", 100)]["cer"] == pytest.approx(0.25)
+    assert curve[("lail", 100)]["runs"] == 1 and curve[("baseline", 300)]["runs"] == 4
+    assert ("lail", 300) not in curve

@@ -50,6 +50,7 @@ class Cell:
     name: str
     overrides: dict = field(default_factory=dict)
     variant: str | None = None  # the named variant it comes from, when the grid has ``variants``
+    point: str | None = None  # with ``variants``: the grid point it runs the variant at (its name without it)
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Grid:
         if spec.get("variants"):
             if not grid:
                 raise ValueError(f"Grid {path}: 'variants' are crossed with 'grid', which is missing")
-            cells = [Cell(f"{variant['name']}_{cell.name}", {**cell.overrides, **overrides}, variant["name"])
+            cells = [Cell(f"{variant['name']}_{cell.name}", {**cell.overrides, **overrides}, variant["name"],
+                          cell.name)
                      for cell in cells for variant in spec["variants"] for overrides in [variant_overrides(variant)]]
         for extra in spec.get("cells") or []:
             extra = dict(extra)

@@ -2,7 +2,8 @@
 
 At each value of the key, a variant's lines are pooled over the grid's other keys (the target writers) and its
 seeds: the corpus CER is edits over characters of all of them, with a percentile bootstrap interval over test lines
-(each line's edits summed over its seeds). Each non-baseline variant is also compared with the baseline variant on
+(each line's edits summed over its seeds). A partial grid pools, at each value, only the runs (grid point and
+seed) that every variant with results there has, so that no point of the curve compares writers against others. Each non-baseline variant is also compared with the baseline variant on
 the same lines, seed for seed: the pooled CER difference with its paired interval. Sample efficiency, the claim of
 the research notes, is whether the variants' curves part where lines are few.
 """
@@ -19,29 +20,39 @@ from .uncertainty import bootstrap_ratio
 BRANCH_FIELDS = {"": "decoder", "_ctc": "CTC head"}
 
 
-def _pooled(grid: Grid, rows: list[dict], edits_of, variant: str, value, branch: str):
-    """Per line of every cell of ``variant`` at ``value``: edits summed over seeds, characters times seeds, and
-    the same for the baseline variant's cell on those lines (None where a cell has no baseline runs)."""
-    by_run = {(row["cell"], row.get("seed")): row for row in rows}
-    own, base, weight = [], [], []
-    for cell in grid.cells:
-        if cell.variant != variant or cell.overrides.get(grid.curve) != value:
+def _runs(grid: Grid, rows: list[dict], edits_of, value, branch: str) -> dict:
+    """Per variant: its runs at ``value`` with results, keyed by (grid point, seed): (cell, edits)."""
+    by_variant = {}
+    for row in rows:
+        cell = next((cell for cell in grid.cells if cell.name == row["cell"]), None)
+        if cell is None or cell.variant is None or cell.overrides.get(grid.curve) != value:
             continue
-        baseline = baseline_of(grid, cell)
-        seeds = [seed for (name, seed) in by_run if name == cell.name]
-        for seed in seeds:
-            found = edits_of(by_run[(cell.name, seed)]["run_dir"], "test", branch)
-            if found is None:
-                continue
-            paired = None
-            if baseline is not None and (baseline.name, seed) in by_run:
-                paired = edits_of(by_run[(baseline.name, seed)]["run_dir"], "test", branch)
-            own.append(found[0])
-            weight.append(found[1])
-            base.append(None if paired is None else paired[0])
-    if not own:
+        found = edits_of(row["run_dir"], "test", branch)
+        if found is not None:
+            by_variant.setdefault(cell.variant, {})[(cell.point, row.get("seed"))] = (cell, found)
+    return by_variant
+
+
+def _pooled(grid: Grid, rows: list[dict], edits_of, variant: str, value, branch: str):
+    """Per line of every run of ``variant`` at ``value`` that every variant with results there has: edits summed
+    over seeds, characters times seeds, and the same for the baseline variant's cell on those lines (None where a
+    cell has no baseline runs)."""
+    by_run = {(row["cell"], row.get("seed")): row for row in rows}
+    runs = _runs(grid, rows, edits_of, value, branch)
+    if variant not in runs:
         return None
-    return own, base, weight
+    common = set.intersection(*(set(found) for found in runs.values()))
+    own, base, weight = [], [], []
+    for point, seed in sorted(common, key=str):
+        cell, found = runs[variant][(point, seed)]
+        baseline = baseline_of(grid, cell)
+        paired = None
+        if baseline is not None and (baseline.name, seed) in by_run:
+            paired = edits_of(by_run[(baseline.name, seed)]["run_dir"], "test", branch)
+        own.append(found[0])
+        weight.append(found[1])
+        base.append(None if paired is None else paired[0])
+    return (own, base, weight) if own else None
 
 
 def curve_rows(grid: Grid, rows: list[dict], edits_of, num_samples: int = 10000) -> list[dict]:
