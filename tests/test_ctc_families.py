@@ -61,3 +61,26 @@ def test_a_saved_crnn_keeps_its_preset(tmp_path):
     build_ctc_config("config:crnn-2024", "ab").save_pretrained(tmp_path)
     config = CrnnConfig.from_pretrained(tmp_path)
     assert (config.stem_stride, config.head_dropout, config.shortcut_dropout) == ([4, 2], 0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", ["config:crnn-quickstart", "config:mobilevit-ctc-quickstart"])
+def test_quickstart_presets_read_a_synthetic_line_at_the_full_canvas_height(name, tmp_path):
+    """A line of the canvas's aspect (the least of the quickstart's synthetic lines: synthetic_min_aspect) fills the
+    32-pixel canvas's height and nearly all its width: at the reference's half height it became 16 x 256 pixels, fewer frames than an 80-character line
+    needs, and the quickstarts never learned to read (93.6% and 79.6% CER)."""
+    from PIL import Image
+
+    from trocr_lail.models.ctc_processor import build_ctc_processor
+
+    config = build_ctc_config(name, "ab ")
+    processor = build_ctc_processor(config)
+    processor.save_pretrained(tmp_path)
+    reloaded = type(processor.image_processor).from_pretrained(tmp_path)
+    aspect = config.image_width // config.image_height
+    line = Image.new("RGB", (40 * aspect, 40), "black")  # all ink: the placed box is where the line went
+    for image_processor in (processor.image_processor, reloaded):
+        ink = image_processor.place(line)[0] < 128
+        rows, columns = ink.any(axis=1), ink.any(axis=0)
+        assert rows.sum() == config.image_height
+        assert columns.sum() >= config.image_width * 0.95
+    assert build_ctc_processor(build_ctc_config("config:crnn", "ab ")).image_processor.text_height == 64

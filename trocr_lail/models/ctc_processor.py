@@ -84,5 +84,6 @@ def build_ctc_processor(config) -> TrOCRProcessor:
     (``processor.image_processor``, ``processor.tokenizer``, one ``save_pretrained``); nothing of TrOCR's is in it,
     and it loads back with ``TrOCRProcessor.from_pretrained`` once ``ctc_families.register_auto_classes`` has named
     :class:`CtcLineImageProcessor` to ``AutoImageProcessor``."""
-    image_processor = CtcLineImageProcessor(image_height=config.image_height, image_width=config.image_width)
+    image_processor = CtcLineImageProcessor(image_height=config.image_height, image_width=config.image_width,
+                                            text_height=getattr(config, "text_height", None))
     return TrOCRProcessor(image_processor=image_processor, tokenizer=build_ctc_tokenizer(config.charset))

@@ -32,7 +32,9 @@ OUTPUT_STRIDE = 8
 PRESETS = {
     "mobilevit-ctc": {},  # the defaults: mobilevit-small's architecture at output stride 8
     # recipes/mobilevit/quickstart.yaml: mobilevit-xx-small's layout at half its widths, 32x768 input (96 frames).
-    "mobilevit-ctc-quickstart": {"image_height": 32, "image_width": 768, "mobilevit": MobileViTConfig(
+    # The text fills the canvas height, as crnn-quickstart's does (its comment says why).
+    "mobilevit-ctc-quickstart": {"image_height": 32, "image_width": 768, "text_height": 32,
+                                 "mobilevit": MobileViTConfig(
         hidden_sizes=[32, 40, 48], neck_hidden_sizes=[8, 8, 16, 24, 32, 40, 160], expand_ratio=2.0,
         output_stride=OUTPUT_STRIDE).to_dict()},
 }
@@ -52,9 +54,11 @@ class MobileVitCtcConfig(PretrainedConfig):
     model_type = "mobilevit_ctc"
 
     def __init__(self, charset: str = "", image_height: int = 64, image_width: int = 1024, mobilevit: dict | None = None,
-                 head_dropout: float = 0.1, pretrained_backbone: str | None = None, **kwargs):
+                 head_dropout: float = 0.1, pretrained_backbone: str | None = None, text_height: int | None = None,
+                 **kwargs):
         self.charset = charset
         self.image_height, self.image_width = image_height, image_width
+        self.text_height = text_height  # the processor scales each line's text to it; None: half the canvas
         self.mobilevit = backbone_values(MobileViTConfig(output_stride=OUTPUT_STRIDE)) if mobilevit is None \
             else backbone_values(mobilevit)
         self.head_dropout = head_dropout
