@@ -228,28 +228,24 @@ def run_export(args) -> int:
 
     checkpoint = Path(args.checkpoint)
     processor_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
-    if is_saved_ctc_model(str(checkpoint)):
-        if args.onnx:
-            ctc_onnx_exporter()  # missing onnx: say so before loading anything
+    ctc = is_saved_ctc_model(str(checkpoint))
+    if args.onnx:  # a missing onnx (CTC) or optimum (TrOCR): say so before loading anything
+        (ctc_onnx_exporter if ctc else onnx_exporter)()
+    if ctc:
         model = load_ctc_model(str(checkpoint), use_safetensors=True)
         processor = load_ctc_processor(processor_dir)
-        if not args.onnx:
-            print(f"exported CTC recognizer to {export_model(model, processor, args.output)}")
-            return 0
-        with tempfile.TemporaryDirectory() as plain_dir:
-            print(f"exported ONNX model to {export_onnx(export_model(model, processor, plain_dir), args.output)}")
-        return 0
-    if args.onnx:
-        onnx_exporter()  # missing optimum: say so before loading anything
-    processor = TrOCRProcessor.from_pretrained(processor_dir)
-    # Loaded as the plain class: LAIL connector weights are left out (with a warning), which is the point.
-    model = VisionEncoderDecoderModel.from_pretrained(checkpoint, use_safetensors=True)
-    set_special_tokens(model, processor.tokenizer)
-    generation = model.generation_config
-    settings = {"num_beams": args.num_beams or generation.num_beams or 1,
-                "max_length": args.max_length or generation.max_length}
+        settings = {}  # a CTC recognizer generates nothing: no beams, no length to store
+    else:
+        processor = TrOCRProcessor.from_pretrained(processor_dir)
+        # Loaded as the plain class: LAIL connector weights are left out (with a warning), which is the point.
+        model = VisionEncoderDecoderModel.from_pretrained(checkpoint, use_safetensors=True)
+        set_special_tokens(model, processor.tokenizer)
+        generation = model.generation_config
+        settings = {"num_beams": args.num_beams or generation.num_beams or 1,
+                    "max_length": args.max_length or generation.max_length}
     if not args.onnx:
-        print(f"exported plain model to {export_model(model, processor, args.output, **settings)}")
+        kind = "CTC recognizer" if ctc else "plain model"
+        print(f"exported {kind} to {export_model(model, processor, args.output, **settings)}")
         return 0
     with tempfile.TemporaryDirectory() as plain_dir:
         path = export_onnx(export_model(model, processor, plain_dir, **settings), args.output)

@@ -14,41 +14,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .ablation import Grid, baseline_of
+from .ablation import Cell, Grid, baseline_of
 from .uncertainty import bootstrap_ratio
 
 BRANCH_FIELDS = {"": "decoder", "_ctc": "CTC head"}
 
 
-def _runs(grid: Grid, rows: list[dict], edits_of, value, branch: str) -> dict:
-    """Per variant: its runs at ``value`` with results, keyed by (grid point, seed): (cell, edits)."""
-    by_variant = {}
-    for row in rows:
-        cell = next((cell for cell in grid.cells if cell.name == row["cell"]), None)
-        if cell is None or cell.variant is None or cell.overrides.get(grid.curve) != value:
-            continue
-        found = edits_of(row["run_dir"], "test", branch)
-        if found is not None:
-            by_variant.setdefault(cell.variant, {})[(cell.point, row.get("seed"))] = (cell, found)
-    return by_variant
+def _sites(grid: Grid, edits: dict, value) -> dict[str, dict[tuple, Cell]]:
+    """Per variant: its cells' runs at ``value`` that have results, keyed by (grid point, seed)."""
+    cells = {cell.name: cell for cell in grid.cells}
+    sites: dict[str, dict[tuple, Cell]] = {}
+    for name, seed in edits:
+        cell = cells.get(name)
+        if cell is not None and cell.variant is not None and cell.overrides.get(grid.curve) == value:
+            sites.setdefault(cell.variant, {})[(cell.point, seed)] = cell
+    return sites
 
 
-def _pooled(grid: Grid, rows: list[dict], edits_of, variant: str, value, branch: str):
+def _pooled(grid: Grid, edits: dict, variant: str, value):
     """Per line of every run of ``variant`` at ``value`` that every variant with results there has: edits summed
     over seeds, characters times seeds, and the same for the baseline variant's cell on those lines (None where a
-    cell has no baseline runs)."""
-    by_run = {(row["cell"], row.get("seed")): row for row in rows}
-    runs = _runs(grid, rows, edits_of, value, branch)
-    if variant not in runs:
+    cell has no baseline runs). ``edits``: each run's (edits, characters) per line, by (cell name, seed)."""
+    sites = _sites(grid, edits, value)
+    if variant not in sites:
         return None
-    common = set.intersection(*(set(found) for found in runs.values()))
+    common = set.intersection(*(set(runs) for runs in sites.values()))
     own, base, weight = [], [], []
     for point, seed in sorted(common, key=str):
-        cell, found = runs[variant][(point, seed)]
+        cell = sites[variant][(point, seed)]
+        found = edits[(cell.name, seed)]
         baseline = baseline_of(grid, cell)
-        paired = None
-        if baseline is not None and (baseline.name, seed) in by_run:
-            paired = edits_of(by_run[(baseline.name, seed)]["run_dir"], "test", branch)
+        paired = None if baseline is None else edits.get((baseline.name, seed))
         own.append(found[0])
         weight.append(found[1])
         base.append(None if paired is None else paired[0])
@@ -62,9 +58,12 @@ def curve_rows(grid: Grid, rows: list[dict], edits_of, num_samples: int = 10000)
     variants = list(dict.fromkeys(cell.variant for cell in grid.cells if cell.variant))
     out = []
     for branch, name in BRANCH_FIELDS.items():
+        # Each run's test lines read once per branch, for every variant and value that pools or pairs them.
+        line_edits = {(row["cell"], row.get("seed")): found for row in rows
+                      if (found := edits_of(row["run_dir"], "test", branch)) is not None}
         for variant in variants:
             for value in values:
-                pooled = _pooled(grid, rows, edits_of, variant, value, branch)
+                pooled = _pooled(grid, line_edits, variant, value)
                 if pooled is None:
                     continue
                 own, base, weight = pooled

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import re
 from dataclasses import asdict
 from importlib import resources
@@ -142,7 +143,7 @@ def ctc_facts(export_dir: str | Path) -> dict | None:
     if family is None:
         return None
     with safe_open(str(export_dir / "model.safetensors"), "pt") as weights:
-        parameters = sum(_numel(weights.get_slice(key).get_shape()) for key in weights.keys()
+        parameters = sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys()
                          if not key.endswith(BATCH_NORM_BUFFERS))
     if config["model_type"] == "crnn":
         stages = ", ".join("max-pool" if block == "M" else f"{block[0]} x {block[1]} channels"
@@ -162,13 +163,6 @@ def ctc_facts(export_dir: str | Path) -> dict | None:
             "image_size": f"{config['image_height']} x {config['image_width']}",
             "frames": config["image_width"] // stride,
             "pretrained_backbone": public_id(config.get("pretrained_backbone"))}
-
-
-def _numel(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def _alpha_schedule(args) -> str:
