@@ -3,9 +3,10 @@
 At each value of the key, a variant's lines are pooled over the grid's other keys (the target writers) and its
 seeds: the corpus CER is edits over characters of all of them, with a percentile bootstrap interval over test lines
 (each line's edits summed over its seeds). A partial grid pools, at each value, only the runs (grid point and
-seed) that every variant with results there has, so that no point of the curve compares writers against others. Each non-baseline variant is also compared with the baseline variant on
-the same lines, seed for seed: the pooled CER difference with its paired interval. Sample efficiency, the claim of
-the research notes, is whether the variants' curves part where lines are few.
+seed) that every variant with results there has, so that no point of the curve compares writers against others.
+Each non-baseline variant is also compared with the baseline variant on the same lines, seed for seed: the pooled
+CER difference with its paired interval. Sample efficiency, the claim of the research notes, is whether the
+variants' curves part where lines are few.
 """
 
 from __future__ import annotations
