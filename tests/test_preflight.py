@@ -76,7 +76,7 @@ def test_logs_name_the_tapped_layer(tmp_path, tiny_processor):
      r"^lail_connector = 'nonsense': allowed are downsample, linear, qformer$"),
     (["--per_device_train_batch_size", "0"], r"^per_device_train_batch_size = 0: must be a whole number >= 1$"),
     (["--gradient_accumulation_steps", "0"], r"^gradient_accumulation_steps = 0: must be a whole number >= 1$"),
-    (["--lail", "true", "--lail_llm_dtype", "float8"], r"^lail_llm_dtype = 'float8': allowed are float32, bfloat16"),
+    (["--lail", "true", "--lail_llm_dtype", "float8"], r"^lail_llm_dtype = 'float8': allowed are auto, float32, bfloat16"),
     (["--lail", "true", "--lail_connector", "qformer", "--lail_qformer_heads", "5"],
      r"lail_qformer_heads = 5: must divide the qformer width 32"),
     (["--nonfinite_loss_policy", "ignore"], r"nonfinite_loss_policy = 'ignore': allowed are"),

