@@ -77,9 +77,10 @@ def test_optimizer_benchmark_times_every_optimizer(capsys):
     assert capsys.readouterr().out.count("\n| ") == 1 + 3  # header, then one row per optimizer
 
 
-def test_lail_cpu_step_reports_every_lever(capsys):
+def test_lail_cpu_step_reports_every_lever(capsys, monkeypatch):
     import lail_cpu_step
 
+    monkeypatch.setattr(lail_cpu_step, "native_bfloat16", lambda device_type: False)
     times = lail_cpu_step.main(["--llm", "tiny", "--batch", "8", "--repeats", "1", "--no_compile"])
     measured = {name for name, spec in lail_cpu_step.VARIANTS.items() if not spec[3]}
     assert {"baseline", lail_cpu_step.NO_CONTROL, *measured} <= set(times)
@@ -87,6 +88,7 @@ def test_lail_cpu_step_reports_every_lever(capsys):
     # header, each measured variant, the 32-line variant's derived row, the no-control row and its derived row
     assert table.count("\n| ") == 1 + len(measured) + 1 + 2
     assert "(before: lail.yaml)" in table
+    assert "bfloat16 emulated here" in table  # bf16 rows read differently on a CPU without bf16 hardware
 
 
 def test_quickstart_models_reports_every_recipe(capsys):
