@@ -71,8 +71,7 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, env, model):
     deadline = time.monotonic() + 240
     # Complete, not merely begun: trainer_state.json exists from the moment Trainer opens it, and a kill before
     # its write ends rightly sends the re-run to the previous checkpoint (here none): the CI flake of stop 31.
-    while ((not first.is_dir() or checkpoint_problem(first)) and process.poll() is None
-           and time.monotonic() < deadline):
+    while checkpoint_problem(first) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL  # killed, not finished
