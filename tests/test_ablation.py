@@ -112,8 +112,10 @@ def test_report_pools_seeds_and_bootstraps_line_pairs(tmp_path):
     rows = [fake_run(out, "baseline", s, texts, base[s], ctc=texts) for s in (1, 2)]
     rows += [fake_run(out, "lail", s, texts, lail[s], ctc=texts) for s in (1, 2)]
     rows[0].update(max_steps=100, train_runtime=25.0, peak_memory_gib=1.25)
-    # Early stopping ended this run at step 70 (best checkpoint at 40): its step time is 35 s over 70 steps.
-    rows[1].update(max_steps=100, global_step=70, best_global_step=40, train_runtime=35.0, peak_memory_gib=1.75)
+    # Early stopping ended this run at step 70 (best checkpoint at 40), and it was resumed at step 30: its last
+    # call's 20 s cover 40 steps, 0.5 s each (not 20 / 70).
+    rows[1].update(max_steps=100, global_step=70, best_global_step=40, train_runtime=20.0, train_steps_run=40,
+                   peak_memory_gib=1.75)
     assert evaluated_sets(rows) == [("test", ""), ("test", "_ctc")]
     summary = summarise(grid, rows)
     cers = [rows[0]["test_cer"], rows[1]["test_cer"]]

@@ -81,6 +81,8 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, env, model):
     result = subprocess.run(command(crashed, model), env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from {crashed / f'checkpoint-{SAVE_EVERY}'}" in result.stderr
+    steps_run = [json.loads((d / "train_results.json").read_text())["train_steps_run"] for d in (reference, crashed)]
+    assert steps_run == [STEPS, STEPS - SAVE_EVERY]  # what each call's train_runtime covers
     expected, resumed = losses(reference), losses(crashed)
     assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in range(SAVE_EVERY + 1, STEPS + 1):

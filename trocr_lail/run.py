@@ -33,7 +33,7 @@ from .models.loading import load_ctc_processor_and_model, load_processor_and_mod
 from .models.vocabulary import extend_vocabulary
 from .parser import parse_recipe
 from .preflight import check_loaded_model, check_settings
-from .training.checkpoints import disk_full_guard, resolve_resume
+from .training.checkpoints import disk_full_guard, resolve_resume, resumed_step
 from .training.plots import plot_training
 from .training.stopping import StagedEarlyStopping
 
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     if peft_args.use_peft and trainer.is_world_process_zero():
         # PEFT saves only adapter files; the model config (with its LAIL entry) is what export/sidecar tools read.
         trainer.model.get_base_model().config.save_pretrained(training_args.output_dir)
-    metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib()}
+    metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib(),
+               "train_steps_run": trainer.state.global_step - resumed_step(resume)}
     trainer.save_metrics("train", metrics)
 
     test_metrics = None

@@ -44,9 +44,10 @@ def summarise(grid: Grid, rows: list[dict]) -> list[dict]:
             values = [row[key] for row in runs if key in row]
             if values:
                 entry[key] = mean_std(values)
-        # Over the steps a run took: fewer than max_steps when early stopping ended it.
-        per_step = [row["train_runtime"] / steps for row in runs
-                    if "train_runtime" in row and (steps := row.get("global_step") or row.get("max_steps"))]
+        # Over the steps its train_runtime covers: fewer than max_steps when early stopping ended the run, only
+        # those after the checkpoint when it was resumed (train_steps_run; runs from before it count all steps).
+        per_step = [row["train_runtime"] / steps for row in runs if "train_runtime" in row and
+                    (steps := row.get("train_steps_run") or row.get("global_step") or row.get("max_steps"))]
         if per_step:
             entry["seconds_per_step"] = mean_std(per_step)
         for key in ("global_step", "best_global_step"):

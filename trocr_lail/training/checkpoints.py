@@ -96,6 +96,14 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+def resumed_step(checkpoint: str | Path | None) -> int:
+    """The optimizer step a run resumes at (0 for a fresh start): a resumed run's train_runtime covers only the
+    steps after it."""
+    if checkpoint is None:
+        return 0
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
+
+
 def resolve_resume(value, output_dir: str | Path) -> str | None:
     """``resume_from_checkpoint``: unset resumes from the last complete checkpoint in ``output_dir`` if any;
     true/auto/last requires one; false/no starts fresh; anything else is a checkpoint path, which must be
