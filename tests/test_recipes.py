@@ -123,6 +123,8 @@ def test_the_crnn_goes_through_trocrs_adaptation_protocol():
     grid = load_yaml("recipes/ablations/adaptation-crnn.yaml")
     trocr_grid = load_yaml("recipes/ablations/adaptation.yaml")
     assert grid["recipe"] == "recipes/crnn-adaptation/lail.yaml" and grid["output_dir"] == "results/adaptation-crnn"
+    # The CRNN grid also pins the LLM's precision (recipes/crnn-adaptation/README.md: the same numbers on another CPU).
+    assert grid["overrides"].pop("lail_llm_dtype") == "float32"
     assert {k: v for k, v in grid.items() if k not in ("recipe", "output_dir")} == \
         {k: v for k, v in trocr_grid.items() if k not in ("recipe", "output_dir")}
     gate = load_yaml("recipes/ablations/adaptation-crnn-gate.yaml")
