@@ -134,6 +134,24 @@ def test_the_crnn_goes_through_trocrs_adaptation_protocol():
     assert cells == {(kind, (tap,)) for kind in ("linear", "downsample", "qformer") for tap in (0, 1)}
 
 
+def test_the_crnn_step_control_is_the_grids_baseline_with_the_connector_firsts_recognition_steps():
+    """adaptation-crnn-steps.yaml: the CRNN grid's baseline runs at N = 300, only trained for the steps that the
+    connector-first cell leaves its recognizer (max_steps minus the connector-only steps)."""
+    from trocr_lail.experiments.ablation import Grid, command
+
+    grid = Grid.from_file(Path(__file__).parents[1] / "recipes/ablations/adaptation-crnn.yaml")
+    control = Grid.from_file(Path(__file__).parents[1] / "recipes/ablations/adaptation-crnn-steps.yaml")
+    recipe = load_yaml(grid.recipe)
+    assert control.recipe == grid.recipe and control.seeds == grid.seeds
+    baselines = {cell.point: cell for cell in grid.cells if cell.variant == "baseline" and "=300" in cell.point}
+    assert sorted(baselines) == sorted(cell.name for cell in control.cells)
+    for cell in control.cells:
+        assert cell.overrides.pop("max_steps") == recipe["max_steps"] - recipe["lail_connector_only_steps"] == 400
+        assert cell.overrides == baselines[cell.name].overrides
+        flags = command(control, cell, 42)
+        assert flags[flags.index("--output_dir") + 1] == f"results/adaptation-crnn-steps/{cell.name}/seed-42"
+
+
 def test_trainer_uses_the_fairseq_warmup_when_warmup_init_lr_is_set(tmp_path):
     from conftest import TINY_ARGS
     from trocr_lail.run import main
