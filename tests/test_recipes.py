@@ -143,7 +143,8 @@ def test_the_crnn_step_control_is_the_grids_baseline_with_the_connector_firsts_r
     control = Grid.from_file(Path(__file__).parents[1] / "recipes/ablations/adaptation-crnn-steps.yaml")
     recipe = load_yaml(grid.recipe)
     assert control.recipe == grid.recipe and control.seeds == grid.seeds
-    baselines = {cell.point: cell for cell in grid.cells if cell.variant == "baseline" and "=300" in cell.point}
+    baselines = {cell.point: cell for cell in grid.cells
+                 if cell.variant == "baseline" and cell.point.endswith("_samples=300")}
     assert sorted(baselines) == sorted(cell.name for cell in control.cells)
     for cell in control.cells:
         assert cell.overrides.pop("max_steps") == recipe["max_steps"] - recipe["lail_connector_only_steps"] == 400
