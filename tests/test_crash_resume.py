@@ -41,7 +41,8 @@ def command(output_dir: Path, model: str) -> list[str]:
     return [sys.executable, str(ROOT / "recipes" / "finetune.py"), *MODELS[model],
             "--synthetic", "true", "--synthetic_train_samples", "96", "--synthetic_eval_samples", "2",
             "--augment", "false", "--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
-            "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--logging_steps", "1",
+            "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--save_total_limit", "1",  # as recipes do
+            "--logging_steps", "1",
             "--learning_rate", "1e-3", "--seed", "3", "--validation_split", "null", "--test_split", "null",
             "--export", "false", "--use_cpu", "true", "--report_to", "none", "--dataloader_num_workers", "1",
             "--output_dir", str(output_dir)]

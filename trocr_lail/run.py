@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = apply_peft(model, peft_args)  # after LAIL, so its connectors stay fully trainable
     trainer = build_trainer(model, processor, training_args, train_dataset, eval_dataset, collator,
                             **trainer_kwargs)
+    start_step = resumed_step(resume)  # now: by the end, checkpoint rotation may have deleted that checkpoint
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - start
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         # PEFT saves only adapter files; the model config (with its LAIL entry) is what export/sidecar tools read.
         trainer.model.get_base_model().config.save_pretrained(training_args.output_dir)
     metrics = {**train_output.metrics, "train_seconds": train_seconds, "peak_memory_gib": peak_memory_gib(),
-               "train_steps_run": trainer.state.global_step - resumed_step(resume)}
+               "train_steps_run": trainer.state.global_step - start_step}
     trainer.save_metrics("train", metrics)
 
     test_metrics = None
