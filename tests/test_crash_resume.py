@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from conftest import TINY_ARGS
 from trocr_lail.training.checkpoints import checkpoint_problem
@@ -88,3 +90,16 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, env, model):
     assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in range(SAVE_EVERY + 1, STEPS + 1):
         assert resumed[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+    # Cut off after its final checkpoint (in its test, say): the same command finishes without a step past max_steps.
+    (crashed / "trainer_state.json").unlink()
+    (crashed / "model.safetensors").unlink()
+    result = subprocess.run(command(crashed, model), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint-{STEPS} is at max_steps={STEPS}: training is done" in result.stderr
+    assert json.loads((crashed / "trainer_state.json").read_text())["global_step"] == STEPS
+    assert json.loads((crashed / "train_results.json").read_text())["train_steps_run"] == 0
+    assert sorted(p.name for p in crashed.glob("checkpoint-*")) == [f"checkpoint-{STEPS}"]
+    assert losses(crashed) == resumed
+    final, last = (load_file(d / "model.safetensors") for d in (crashed, crashed / f"checkpoint-{STEPS}"))
+    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)  # not re-initialised

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer
-from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from ..models.ctc_decoding import ctc_loss_sum
 from .checkpoints import disk_full_guard
@@ -166,6 +167,23 @@ class LineRecognitionTrainer(Seq2SeqTrainer):
                 logs[prefix + key] = self.accelerator.reduce(mean, reduction="mean").item()
         self._metrics[mode].clear()
         super().log(logs, *args, **kwargs)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer takes a step before it checks ``max_steps``: resumed from its final checkpoint (a run cut off
+        during its test, say), a run would train past ``max_steps`` and could keep that extra step as its best.
+        Such a run has finished training: restore the checkpoint's state and its best (or last) model instead."""
+        if isinstance(resume_from_checkpoint, (str, Path)) and self.args.max_steps > 0:
+            state = TrainerState.load_from_json(str(Path(resume_from_checkpoint) / TRAINER_STATE_NAME))
+            if state.global_step >= self.args.max_steps:
+                logger.info("%s is at max_steps=%d: training is done, nothing to resume.", resume_from_checkpoint,
+                            self.args.max_steps)
+                self.state = state
+                if self.args.load_best_model_at_end and state.best_model_checkpoint is not None:
+                    self._load_best_model()
+                else:
+                    self._load_from_checkpoint(resume_from_checkpoint)
+                return TrainOutput(state.global_step, float("nan"), {})
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Strict resume. Trainer loads a checkpoint's raw state dict non-strictly, but transformers 5.x saves some
